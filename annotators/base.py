@@ -1,0 +1,201 @@
+"""The one Annotator interface: shared pre/post-processing once, the model call in subclasses.
+
+An annotator loads its model once in `__init__(config, device)` and labels a
+Ray-style batch: `__call__({"image": [HxWx3 uint8, ...]}) -> {domain: [label | None, ...]}`.
+Inputs may have different sizes; each label comes back at its input's own size
+(controlnet_aux silently rounds to multiples of 64; we do not).
+
+The base class does, once for every annotator: resize to the model's working
+resolution keeping aspect, group same-size inputs into real batches, device and
+dtype placement, autocast on GPU, `torch.inference_mode()`, channels_last on
+CPU, and resizing the output back. A subclass writes only `forward()` (a batched
+tensor call), or overrides `annotate()` when its model is not a tensor program
+(OpenCV, a detector that renders skeletons).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AnnotatorConfig:
+    """Settings shared by every annotator. Presets subclass or `dataclasses.replace` this; nothing mutates it.
+
+    `resolution` is the working short side (0 = the input's own size); `multiple_of`
+    rounds the working size for models with strided backbones. `model_id` is a hub id
+    or a local folder; `revision` pins the hub commit.
+    """
+
+    model_id: str | None = None
+    revision: str | None = None
+    resolution: int = 512
+    multiple_of: int = 8
+    max_batch: int = 8
+    dtype: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "float32"/"float16"/"bfloat16"
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+
+class Annotator:
+    """Base class of every annotator. Subclasses set `domain` and implement `forward` or `annotate`."""
+
+    domain: ClassVar[str]
+    # "bilinear" for continuous labels; "nearest" for class maps (segmentation).
+    resize_back: ClassVar[str] = "bilinear"
+    # Number of output channels of `forward` (1 for HxW labels, 3 for HxWx3).
+    out_channels: ClassVar[int] = 1
+
+    def __init__(self, config: AnnotatorConfig, device: str = "cpu") -> None:
+        self.config = config
+        self.device = device
+        self.name = type(self).__name__
+
+    # ----- what subclasses implement -----------------------------------------------------------
+    def forward(self, x):  # pragma: no cover - interface
+        """Batched model call. x: float32 Bx3xhxw in [0, 1] on `self.device`; returns BxCxh'xw' float.
+
+        Output may be at any resolution (it is resized back); C = `out_channels`.
+        """
+        raise NotImplementedError
+
+    def postprocess(self, label: np.ndarray) -> np.ndarray | None:
+        """Per-image hook on the label at full resolution (float HxW or HxWxC). Default: identity."""
+        return label
+
+    # ----- the shared machinery --------------------------------------------------------------
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        images = list(batch["image"])
+        return {self.domain: self.annotate(images)}
+
+    def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        """Label a list of uint8 HxWx3 images of any sizes; returns one label (or None) per image."""
+        import torch
+
+        for img in images:
+            check_image(img)
+        out: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
+        with torch.inference_mode(), self._autocast():
+            for size, idx in groups.items():
+                for start in range(0, len(idx), self.config.max_batch):
+                    chunk = idx[start : start + self.config.max_batch]
+                    x = self._to_tensor([images[i] for i in chunk], size)
+                    y = self.forward(x)
+                    for j, i in enumerate(chunk):
+                        h, w = images[i].shape[:2]
+                        out[i] = self.postprocess(self._back_to_numpy(y[j : j + 1], (h, w)))
+        return out
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        dtype = self.autocast_dtype()
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
+
+    def autocast_dtype(self):
+        """The autocast dtype: bf16 on CUDA under "auto", none on CPU (fp32 is faster there)."""
+        import torch
+
+        on_cuda = torch.device(self.device).type == "cuda"
+        if self.config.dtype == "auto":
+            return torch.bfloat16 if on_cuda else None
+        if self.config.dtype == "float32":
+            return None
+        return getattr(torch, self.config.dtype)
+
+    def _to_tensor(self, images: list[np.ndarray], size: tuple[int, int]):
+        """Stack uint8 HxWx3 images into float Bx3xhxw in [0, 1]; resize on the device (GPU-side on CUDA)."""
+        import torch
+        import torch.nn.functional as F
+
+        if _same_shape(images):
+            # One host->device copy for the whole batch, then resize on the device.
+            x = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            parts = []
+            for im in images:
+                t = torch.from_numpy(np.ascontiguousarray(im)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+                parts.append(F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True))
+            x = torch.cat(parts)
+        if torch.device(self.device).type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x.clamp_(0.0, 1.0)
+
+    def _back_to_numpy(self, y, size: tuple[int, int]) -> np.ndarray:
+        import torch.nn.functional as F
+
+        y = y.float()
+        if tuple(y.shape[-2:]) != size:
+            if self.resize_back == "nearest":
+                y = F.interpolate(y, size=size, mode="nearest-exact")
+            else:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        arr = y[0].cpu().numpy()
+        return arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+
+    def provenance(self) -> dict[str, str | None]:
+        return {
+            "domain": self.domain,
+            "annotator": self.name,
+            "model_id": self.config.model_id,
+            "revision": self.config.revision,
+            "parameters": self.config.to_json(),
+        }
+
+
+class NumpyAnnotator(Annotator):
+    """Base for annotators that are not tensor programs (OpenCV filters): implement `label_one`."""
+
+    def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+        out = []
+        for img in images:
+            check_image(img)
+            out.append(self.label_one(img))
+        return out
+
+    def label_one(self, image: np.ndarray) -> np.ndarray | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def check_image(img: np.ndarray) -> None:
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        shape = getattr(img, "shape", None)
+        raise ValueError(f"annotators take uint8 HxWx3 RGB arrays, got {getattr(img, 'dtype', type(img))} {shape}")
+    if min(img.shape[:2]) < 1:
+        raise ValueError(f"empty image of shape {img.shape}")
+
+
+def working_size(hw: tuple[int, int], short_side: int, multiple_of: int) -> tuple[int, int]:
+    """(h, w) at which the model runs: short side = `short_side` keeping aspect (0 = unchanged),
+    each side rounded to the nearest multiple of `multiple_of` (at least one multiple)."""
+    h, w = hw
+    if short_side > 0:
+        scale = short_side / min(h, w)
+        h, w = h * scale, w * scale
+    m = max(1, multiple_of)
+    return max(m, int(math.floor(h / m + 0.5)) * m), max(m, int(math.floor(w / m + 0.5)) * m)
+
+
+def _same_shape(images: list[np.ndarray]) -> bool:
+    return len({im.shape for im in images}) == 1
+

@@ -1,0 +1,177 @@
+"""The versioned record schema of a labeled sample, and of an error record.
+
+A record is what one input image becomes. It is written twice by the label job:
+as a line of the Joint layout's `metadata.jsonl` (paths relative to the dataset
+root) and as a row of a Parquet shard (file bytes inline). Images and labels are
+Parquet structs `{bytes, path}`, the layout the Hugging Face `datasets` `Image()`
+feature reads, so shards load with `datasets` without conversion.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from schemas.domains import CAPTION, LABEL_DOMAINS, annotation_key, relative_path
+
+# Bump on any change of the Parquet schema or of an encoding. Readers check the major part.
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which annotator produced one domain of a record, and how."""
+
+    domain: str
+    annotator: str
+    model_id: str | None = None
+    revision: str | None = None
+    parameters: str = "{}"  # JSON of the annotator config, so any config shape fits one column
+
+
+@dataclass(frozen=True)
+class LabeledRecord:
+    """One labeled sample. `labels` maps a domain to its encoded file bytes (JPEG, or PNG for segmentation)."""
+
+    id: str  # md5 hex of the original file bytes, as Joint names its files
+    source: str  # original URI
+    image: bytes  # encoded RGB JPEG at the final size
+    height: int
+    width: int
+    captions: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, bytes] = field(default_factory=dict)
+    provenance: tuple[Provenance, ...] = ()
+    schema_version: str = SCHEMA_VERSION
+
+    def joint_metadata(self) -> dict:
+        """The metadata.jsonl object of this record: keys absent for labels not produced, as in Joint."""
+        meta: dict = {
+            "image": relative_path("image", self.id),
+            "info": {"height": int(self.height), "width": int(self.width)},
+            "caption": dict(self.captions),
+        }
+        for domain in LABEL_DOMAINS:
+            if domain in self.labels:
+                meta[annotation_key(domain)] = relative_path(domain, self.id)
+        return meta
+
+    def to_row(self) -> dict:
+        """A row matching RECORD_SCHEMA."""
+        row = {
+            "id": self.id,
+            "source": self.source,
+            "image": {"bytes": self.image, "path": relative_path("image", self.id)},
+            "info": {"height": int(self.height), "width": int(self.width)},
+            CAPTION: [{"model": k, "text": v} for k, v in sorted(self.captions.items())],
+            "provenance": [p.__dict__ for p in self.provenance],
+            "schema_version": self.schema_version,
+        }
+        for domain in LABEL_DOMAINS:
+            data = self.labels.get(domain)
+            row[annotation_key(domain)] = (
+                None if data is None else {"bytes": data, "path": relative_path(domain, self.id)}
+            )
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict) -> LabeledRecord:
+        labels = {
+            d: row[annotation_key(d)]["bytes"] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None
+        }
+        return cls(
+            id=row["id"],
+            source=row["source"],
+            image=row["image"]["bytes"],
+            height=row["info"]["height"],
+            width=row["info"]["width"],
+            captions={c["model"]: c["text"] for c in row.get(CAPTION) or []},
+            labels=labels,
+            provenance=tuple(Provenance(**p) for p in row.get("provenance") or []),
+            schema_version=row.get("schema_version", SCHEMA_VERSION),
+        )
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """An input that did not become a record, and why. Nothing is dropped silently."""
+
+    id: str  # md5 of the file bytes when they could be read, else ""
+    source: str
+    stage: str  # "list", "read", "decode", "filter", "dedup", "annotate:<name>", "encode", "write"
+    error: str  # short reason class, e.g. "truncated", "too_small", "decompression_bomb"
+    detail: str = ""
+
+    def to_row(self) -> dict:
+        return dict(self.__dict__)
+
+
+_FILE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("image", _FILE, nullable=False),
+        pa.field("info", pa.struct([("height", pa.int32()), ("width", pa.int32())]), nullable=False),
+        pa.field(CAPTION, pa.list_(pa.struct([("model", pa.string()), ("text", pa.string())]))),
+        *[pa.field(annotation_key(d), _FILE, nullable=True) for d in LABEL_DOMAINS],
+        pa.field(
+            "provenance",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("domain", pa.string()),
+                        ("annotator", pa.string()),
+                        ("model_id", pa.string()),
+                        ("revision", pa.string()),
+                        ("parameters", pa.string()),
+                    ]
+                )
+            ),
+        ),
+        pa.field("schema_version", pa.string(), nullable=False),
+    ],
+    metadata={"jodi_schema_version": SCHEMA_VERSION},
+)
+
+ERROR_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("detail", pa.string()),
+    ]
+)
+
+
+def huggingface_features() -> dict:
+    """The `datasets` feature description of RECORD_SCHEMA (stored in Parquet metadata so
+    `datasets.load_dataset("parquet", ...)` decodes images and labels as `Image()`)."""
+    image = {"_type": "Image"}
+    feats: dict = {
+        "id": {"dtype": "string", "_type": "Value"},
+        "source": {"dtype": "string", "_type": "Value"},
+        "image": image,
+        "info": {
+            "height": {"dtype": "int32", "_type": "Value"},
+            "width": {"dtype": "int32", "_type": "Value"},
+        },
+        CAPTION: [{"model": {"dtype": "string", "_type": "Value"}, "text": {"dtype": "string", "_type": "Value"}}],
+    }
+    for d in LABEL_DOMAINS:
+        feats[annotation_key(d)] = image
+    feats["provenance"] = [
+        {k: {"dtype": "string", "_type": "Value"} for k in ("domain", "annotator", "model_id", "revision", "parameters")}
+    ]
+    feats["schema_version"] = {"dtype": "string", "_type": "Value"}
+    return feats
+
+
+def record_schema_with_hf_metadata() -> pa.Schema:
+    """RECORD_SCHEMA plus the `huggingface` metadata key that `datasets` reads for feature types."""
+    meta = dict(RECORD_SCHEMA.metadata or {})
+    meta[b"huggingface"] = json.dumps({"info": {"features": huggingface_features()}}).encode()
+    return RECORD_SCHEMA.with_metadata(meta)

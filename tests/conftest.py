@@ -1,0 +1,58 @@
+"""Shared fixtures: offline by default, one local Ray per session, real sample photographs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Tests never reach a hub: every model is built in-test and loaded from a temp folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+JOINT_EXAMPLE = SHARED / "joint_example"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One in-process Ray for the whole session (starting Ray costs seconds on 2 cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray
+    # Left running for other modules; the interpreter exit shuts it down.
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[np.ndarray]:
+    """A few real photographs of different sizes from scikit-image (no network)."""
+    from skimage import data
+
+    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+
+
+@pytest.fixture(scope="session")
+def joint_example() -> Path:
+    if not (JOINT_EXAMPLE / "metadata.jsonl").exists():
+        pytest.skip("../shared/joint_example not present")
+    return JOINT_EXAMPLE
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
