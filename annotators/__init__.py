@@ -1,6 +1,6 @@
 """Annotators: one batched interface over depth, normal, edge, segmentation, lineart, albedo, pose and captions."""
 
-from annotators.base import Annotator, AnnotatorConfig, NumpyAnnotator
+from annotators.base import AnnotationError, Annotator, AnnotatorConfig, NumpyAnnotator
 from annotators.loading import ModelUnavailableError
 from annotators.registry import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build, resolve
 
@@ -8,6 +8,7 @@ __all__ = [
     "DOMAIN_DEFAULTS",
     "OFFLINE_DEFAULTS",
     "REGISTRY",
+    "AnnotationError",
     "Annotator",
     "AnnotatorConfig",
     "ModelUnavailableError",

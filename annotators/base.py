@@ -26,6 +26,19 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+class AnnotationError(Exception):
+    """A per-image failure an annotator reports in place of a label (e.g. an empty caption).
+
+    Annotators return it inside their output list instead of raising, so one bad
+    image does not fail its batch; the pipeline turns it into an error record
+    with stage `annotate:<name>`, error `reason` and detail `str(self)`.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class AnnotatorConfig:
     """Settings shared by every annotator. Presets subclass or `dataclasses.replace` this; nothing mutates it.
@@ -78,7 +91,7 @@ class Annotator:
         images = list(batch["image"])
         return {self.domain: self.annotate(images)}
 
-    def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | AnnotationError | None]:
         """Label a list of uint8 HxWx3 images of any sizes; returns one label (or None) per image."""
         import torch
 

@@ -18,6 +18,8 @@ REGISTRY: dict[str, tuple[type[Annotator], AnnotatorConfig]] = {
     "lineart_standard": (LineartStandard, LineartStandardConfig()),
 }
 
+# Each annotator module adds its presets in its own section: REGISTRY.update({...}) and DOMAIN_DEFAULTS entries.
+
 # Joint-1.6M's annotator for each domain (../shared/reference/jodi.md §2), used when a user asks for a domain.
 DOMAIN_DEFAULTS: dict[str, str] = {}
 
