@@ -1,0 +1,256 @@
+"""Check a dataset in either layout and report every problem found, not just the first.
+
+Checks (conventions from ../shared/reference/jodi.md §3, observed on the official samples):
+metadata/schema shape, paths that stay inside the root, every referenced file exists and
+decodes, the image matches `info` and every label matches the image size, segmentation
+is a lossless PNG of palette colours only, per-domain value conventions (depth single
+channel and min-max normalised, edge white-on-black and lineart black-on-white greys,
+unit normals, openpose on black), and duplicate ids. A label job output holds both
+layouts; both are checked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from schemas.domains import IMAGE, LABEL_DOMAINS, annotation_key, relative_path
+from schemas.encoding import palette_only
+from schemas.joint import (
+    JointFormatError,
+    check_schema_version,
+    metadata_files,
+    parse_entry,
+    parquet_files,
+)
+from schemas.paths import UnsafePathError
+from schemas.record import RECORD_SCHEMA
+
+# Tolerances for JPEG-stored labels. Official samples: grey labels have identical channels,
+# lineart mean 232-250, edge mean 22-26, decoded normals mean norm 0.98-1.0, openpose mean ~2.
+GREY_CHANNEL_TOLERANCE = 2.0  # mean |R-G| allowed for a grey label after JPEG
+NORMAL_NORM_RANGE = (0.9, 1.1)
+DEPTH_MINMAX_SLACK = 32  # min <= 32 and max >= 223: per-image min-max normalised, within JPEG drift
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect: where (file:line, shard:row or a path), which check failed, and details."""
+
+    where: str
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: [{self.check}] {self.detail}"
+
+
+@dataclass
+class ValidationReport:
+    """Everything `validate` found. `ok` is False when there is at least one problem."""
+
+    path: str
+    layouts: list[str] = field(default_factory=list)
+    records: int = 0
+    domains: Counter = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, where: str, check: str, detail: str) -> None:
+        self.problems.append(Problem(where, check, detail))
+
+    def format(self, max_problems: int = 50) -> str:
+        lines = [
+            f"dataset: {self.path} ({' + '.join(self.layouts) or 'unknown layout'})",
+            f"records: {self.records}",
+            "labels:  " + (", ".join(f"{d}={self.domains[d]}" for d in LABEL_DOMAINS if self.domains[d]) or "none"),
+        ]
+        if self.ok:
+            lines.append("OK: no problems found")
+            return "\n".join(lines)
+        counts = Counter(p.check for p in self.problems)
+        lines.append(f"PROBLEMS: {len(self.problems)} (" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")")
+        lines += [f"  {p}" for p in self.problems[:max_problems]]
+        if len(self.problems) > max_problems:
+            lines.append(f"  ... and {len(self.problems) - max_problems} more")
+        return "\n".join(lines)
+
+
+def _grey_mismatch(a: np.ndarray) -> float:
+    return float(np.abs(a[..., 0] - a[..., 1]).mean() + np.abs(a[..., 1] - a[..., 2]).mean()) / 2
+
+
+def check_domain(domain: str, img: Image.Image) -> list[tuple[str, str]]:
+    """Value-convention checks of one decoded file -> [(check, detail)]. Pure: no I/O."""
+    out: list[tuple[str, str]] = []
+    if domain == "depth":
+        if img.mode not in ("L", "RGB"):
+            return [("value_range", f"depth mode {img.mode}, expected L (8-bit grey)")]
+        a = np.asarray(img, dtype=np.int16)
+        if a.ndim == 3 and _grey_mismatch(a) > GREY_CHANNEL_TOLERANCE:
+            out.append(("value_range", "depth has colour; expected a single grey channel"))
+        if a.min() > DEPTH_MINMAX_SLACK or a.max() < 255 - DEPTH_MINMAX_SLACK:
+            out.append(("value_range", f"depth spans {a.min()}..{a.max()}; expected per-image min-max 0..255"))
+        return out
+    if img.mode != "RGB":
+        return [("value_range", f"{domain} mode {img.mode}, expected RGB")]
+    a = np.asarray(img, dtype=np.int16)
+    if domain in ("edge", "lineart"):
+        if _grey_mismatch(a) > GREY_CHANNEL_TOLERANCE:
+            out.append(("value_range", f"{domain} has colour; expected three identical channels"))
+        mean = float(a.mean())
+        if domain == "edge" and mean > 127:
+            out.append(("value_range", f"edge mean {mean:.0f}: expected white edges on black (inverted?)"))
+        if domain == "lineart" and mean < 128:
+            out.append(("value_range", f"lineart mean {mean:.0f}: expected black lines on white (inverted?)"))
+    elif domain == "normal":
+        norm = float(np.linalg.norm(a.astype(np.float32) / 255.0 * 2.0 - 1.0, axis=-1).mean())
+        if not NORMAL_NORM_RANGE[0] <= norm <= NORMAL_NORM_RANGE[1]:
+            out.append(("value_range", f"normal mean length {norm:.2f}; expected unit normals as (n+1)/2*255"))
+    elif domain == "seg_12colors":
+        if img.format != "PNG":
+            out.append(("palette", f"segmentation stored as {img.format}; must be lossless PNG"))
+        elif not palette_only(np.asarray(img)):
+            out.append(("palette", "segmentation has colours outside the 12-colour palette"))
+    elif domain == "openpose" and float(a.mean()) > 127:
+        out.append(("value_range", "openpose mean is bright; expected a skeleton on black"))
+    return out
+
+
+def check_files(files: dict[str, bytes], height: int, width: int) -> list[tuple[str, str, str]]:
+    """Decode and check one record's files -> [(domain, check, detail)]. Pure: bytes in, findings out."""
+    found: list[tuple[str, str, str]] = []
+    for domain, data in files.items():
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                size, fmt = img.size, img.format
+                findings = check_domain(domain, img) if domain != IMAGE else []
+                if domain == IMAGE and img.mode != "RGB":
+                    findings.append(("value_range", f"image mode {img.mode}, expected RGB"))
+        except Exception as e:  # PIL raises many types for a bad file; every one is a "decode" finding
+            found.append((domain, "decode", f"{type(e).__name__}: {e}"))
+            continue
+        if size != (width, height):
+            what = "info" if domain == IMAGE else "image"
+            found.append((domain, "size", f"{fmt} {size[0]}x{size[1]} != {what} {width}x{height}"))
+        found += [(domain, check, detail) for check, detail in findings]
+    return found
+
+
+def _validate_joint(root: Path, report: ValidationReport, ids: Counter, limit: int | None) -> None:
+    for split, meta_path in metadata_files(root).items():
+        with open(meta_path, encoding="utf-8") as f:
+            for n, text in enumerate(f, start=1):
+                if limit is not None and report.records >= limit:
+                    return
+                if not text.strip():
+                    continue
+                where = f"{meta_path.name}:{n}"
+                try:
+                    entry = parse_entry(json.loads(text), root.resolve(), split, n, meta_path)
+                except json.JSONDecodeError as e:
+                    report.add(where, "schema", f"not valid JSON ({e.msg})")
+                    continue
+                except JointFormatError as e:
+                    report.add(where, "schema", str(e).split(": ", 1)[-1])
+                    continue
+                report.records += 1
+                ids[entry.id] += 1
+                if ids[entry.id] == 2:
+                    report.add(where, "duplicate_id", f"id {entry.id!r} appears more than once")
+                for key in entry.unknown_keys:
+                    if key.startswith("annotation_"):
+                        report.add(where, "schema", f"unknown label key {key!r}")
+                files: dict[str, bytes] = {}
+                for domain, rel in entry.files.items():
+                    try:
+                        files[domain] = entry.read(domain)
+                    except UnsafePathError as e:
+                        report.add(where, "unsafe_path", str(e))
+                    except FileNotFoundError:
+                        report.add(where, "missing_file", f"{domain}: {rel} does not exist")
+                    except OSError as e:
+                        report.add(where, "missing_file", f"{domain}: {rel}: {e.strerror}")
+                report.domains.update(d for d in files if d != IMAGE)
+                for domain, check, detail in check_files(files, entry.height, entry.width):
+                    report.add(f"{where} ({entry.files[domain]})", check, detail)
+
+
+def _validate_parquet(path: Path, report: ValidationReport, ids: Counter, limit: int | None) -> None:
+    import pyarrow.parquet as pq
+
+    for shards in parquet_files(path).values():
+        for shard in shards:
+            try:
+                pf = pq.ParquetFile(shard)
+                check_schema_version(pf.schema_arrow, shard)
+            except Exception as e:  # unreadable footer, wrong schema: report and go on to the next shard
+                report.add(shard.name, "schema", f"{type(e).__name__}: {e}")
+                continue
+            for f in RECORD_SCHEMA:
+                if f.name not in pf.schema_arrow.names:
+                    report.add(shard.name, "schema", f"missing column {f.name!r}")
+                elif not pf.schema_arrow.field(f.name).type.equals(f.type):
+                    report.add(shard.name, "schema", f"column {f.name!r} is {pf.schema_arrow.field(f.name).type}")
+            row_no = 0
+            for batch in pf.iter_batches(batch_size=32):
+                for row in batch.to_pylist():
+                    if limit is not None and report.records >= limit:
+                        return
+                    _check_row(row, f"{shard.name}:row {row_no}", report, ids)
+                    row_no += 1
+
+
+def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter) -> None:
+    report.records += 1
+    rid, info = row.get("id"), row.get("info") or {}
+    if not rid or row.get(IMAGE) is None or not info.get("height") or not info.get("width"):
+        report.add(where, "schema", "row lacks id, image or info")
+        return
+    ids[rid] += 1
+    if ids[rid] == 2:
+        report.add(where, "duplicate_id", f"id {rid!r} appears more than once")
+    files = {IMAGE: row[IMAGE]}
+    files.update({d: row[annotation_key(d)] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None})
+    for domain, value in files.items():
+        if value.get("path") and value["path"] != relative_path(domain, rid):
+            report.add(where, "schema", f"{domain} path {value['path']!r} != {relative_path(domain, rid)!r}")
+    data = {d: v.get("bytes") or b"" for d, v in files.items()}
+    report.domains.update(d for d in data if d != IMAGE)
+    for domain, check, detail in check_files(data, info["height"], info["width"]):
+        report.add(f"{where} ({domain})", check, detail)
+
+
+def validate(path: str | Path, max_records: int | None = None) -> ValidationReport:
+    """Check every record of a dataset (Joint folder, Parquet shards, or a label-job output holding both)."""
+    path = Path(path)
+    report = ValidationReport(path=str(path))
+    if not path.exists():
+        report.add(str(path), "schema", "path does not exist")
+        return report
+    if parquet_files(path):
+        report.layouts.append("parquet")
+        _validate_parquet(path, report, Counter(), max_records)
+    if path.is_dir() and metadata_files(path):
+        report.layouts.append("joint")
+        before = (report.records, report.domains)
+        report.records, report.domains = 0, Counter()
+        _validate_joint(path, report, Counter(), max_records)
+        if before[0]:
+            # A label-job output: both layouts describe the same records; count once, flag disagreement.
+            if before[0] != report.records and max_records is None:
+                report.add(str(path), "schema", f"Parquet has {before[0]} records, metadata {report.records}")
+            report.records, report.domains = max(before[0], report.records), before[1]
+    if not report.layouts:
+        report.add(str(path), "schema", "neither Parquet shards (data/*.parquet) nor metadata.jsonl found")
+    return report
