@@ -1,0 +1,218 @@
+"""The Jodi model: a Sana linear DiT over 1 + K domains with a role switch (arXiv 2505.19084 §3.2).
+
+Every domain (image + K labels, order `schemas.ALL_DOMAINS`) is a 32-channel latent. Each sample gives each
+domain a role: 0 = generate [G], 1 = condition [C] (clean latent in), 2 = ignore [X] (absent). One forward
+pass predicts the flow velocity of every domain; only [G] outputs carry gradient. `JODI_1600M` reproduces
+the released checkpoint's parameter names and shapes exactly, so `Jodi.pth` loads with `strict=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from jodi.blocks import (
+    CaptionEmbedder,
+    FinalLayer,
+    JodiBlock,
+    PatchEmbed,
+    RMSNorm,
+    TimestepEmbedder,
+    sincos_2d,
+)
+from schemas import ALL_DOMAINS
+
+GENERATE, CONDITION, IGNORE = 0, 1, 2  # Jodi `model/nets/jodi.py`: "0: generated, 1: condition, 2: null"
+
+
+@dataclass(frozen=True)
+class JodiConfig:
+    """Sizes of one Jodi model. Defaults are those of `Jodi_1600M_P1_D20` except depth/width/heads."""
+
+    depth: int
+    hidden_size: int
+    num_heads: int  # cross-attention heads; self-attention uses hidden_size / linear_head_dim heads
+    linear_head_dim: int = 32
+    in_channels: int = 32  # DC-AE f32c32 latent channels
+    patch_size: int = 1
+    num_domains: int = len(ALL_DOMAINS)  # 1 + K, in schemas.ALL_DOMAINS order
+    caption_channels: int = 2304  # Gemma-2-2b hidden size
+    model_max_length: int = 300
+    mlp_ratio: float = 2.5
+    sample_size: int = 32  # latent side at 1024 px: the positional-embedding base size
+    fp32_attention: bool = True
+    y_norm_scale: float = 0.01  # `attention_y_norm` initial gain (Sana `y_norm_scale_factor`)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Domain names in model order (the first `num_domains` of schemas.ALL_DOMAINS)."""
+        return ALL_DOMAINS[: self.num_domains]
+
+
+PRESETS: dict[str, JodiConfig] = {
+    # Released model (Jodi `Jodi_1600M_P1_D20`, Sana-1600M backbone): ~1636M parameters.
+    "jodi_1600m": JodiConfig(depth=20, hidden_size=2240, num_heads=20),
+    # Sana-600M backbone (depth 28, width 1152, 16 heads) with Jodi's switch; no released Jodi weights.
+    "jodi_600m": JodiConfig(depth=28, hidden_size=1152, num_heads=16),
+    # CPU test sizes; text width 32 / 16 tokens match `TextEncoder.tiny()`.
+    "tiny": JodiConfig(depth=2, hidden_size=64, num_heads=2, linear_head_dim=16, caption_channels=32,
+                       model_max_length=16, sample_size=4),
+    "tiny_2": JodiConfig(depth=3, hidden_size=96, num_heads=3, linear_head_dim=16, caption_channels=32,
+                         model_max_length=16, sample_size=4),
+}
+
+
+class Jodi(nn.Module):
+    """Joint image + label flow model. See `forward` for the contract shared with the trainer."""
+
+    def __init__(self, cfg: JodiConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gradient_checkpointing = False
+        c, d = cfg.hidden_size, cfg.num_domains
+        self.x_embedders = nn.ModuleList(PatchEmbed(cfg.in_channels, c, cfg.patch_size) for _ in range(d))
+        self.t_embedder = TimestepEmbedder(c)
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
+        self.y_embedder = CaptionEmbedder(cfg.caption_channels, c, cfg.model_max_length)
+        self.attention_y_norm = RMSNorm(c, scale_factor=cfg.y_norm_scale)
+        self.role_embedder = nn.Embedding(3, c)
+        self.domain_embedding = nn.Parameter(torch.zeros(d, c))
+        self.role_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
+        self.blocks = nn.ModuleList(
+            JodiBlock(c, cfg.num_heads, cfg.mlp_ratio, cfg.linear_head_dim, cfg.fp32_attention) for _ in range(cfg.depth)
+        )
+        self.final_layers = nn.ModuleList(FinalLayer(c, cfg.patch_size, cfg.in_channels) for _ in range(d))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Sana's scheme: xavier for linears and patch convs, N(0, 0.02) for the embedding MLPs.
+
+        Label final layers stay xavier-random, not zero (Jodi found this converged best, reference §4).
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for emb in self.x_embedders:
+            nn.init.xavier_uniform_(emb.proj.weight.view(emb.proj.weight.shape[0], -1))
+            nn.init.zeros_(emb.proj.bias)
+        for lin in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1], self.role_block[1],
+                    self.y_embedder.y_proj.fc1, self.y_embedder.y_proj.fc2):
+            nn.init.normal_(lin.weight, std=0.02)
+        nn.init.normal_(self.role_embedder.weight, std=0.02)
+        nn.init.normal_(self.domain_embedding, std=0.02)
+
+    def forward(
+        self,
+        x: Tensor,
+        timestep: Tensor,
+        y: Tensor,
+        role: Tensor,
+        y_mask: Tensor | None = None,
+        clean_x: Tensor | None = None,
+        drop_text: Tensor | None = None,
+    ) -> Tensor:
+        """Predict the flow velocity v = noise - x0 of every domain.
+
+        x: (B, D, C, h, w) noisy latents; timestep: (B,) sigma * 1000; y: (B, L, caption_channels);
+        role: (B, D) long in {0, 1, 2}; y_mask: (B, L), 1 = real token; clean_x: (B, D, C, h, w) clean
+        latents for [C] domains (default: x); drop_text: (B,) bool, replace y by the null caption (CFG
+        dropout). Perception samples (image is [C]) always use the null caption, as Jodi does.
+        Returns (B, D, C, h, w); outputs of [C] and [X] domains are detached.
+        """
+        b, d, _, h, w = x.shape
+        p = self.cfg.patch_size
+        if d != self.cfg.num_domains:
+            raise ValueError(f"model has {self.cfg.num_domains} domains, input has {d}")
+        role = role.long()
+        if clean_x is not None:  # [C] domains see their clean latent (the timestep embedding is unchanged)
+            x = torch.where((role == CONDITION)[:, :, None, None, None], clean_x.to(x.dtype), x)
+        tokens = torch.stack([emb(x[:, i]) for i, emb in enumerate(self.x_embedders)], dim=1)  # (B, D, N, C)
+        hp, wp = h // p, w // p
+        pos = sincos_2d(self.cfg.hidden_size, hp, wp, self.cfg.sample_size // p).to(tokens)
+        keep = role != IGNORE
+        tokens = (tokens + pos) * keep[:, :, None, None].to(tokens.dtype)  # [X] tokens start at exactly 0
+
+        t = self.t_embedder(timestep)  # (B, C)
+        r = self.role_embedder(role) + self.domain_embedding[None]  # (B, D, C)
+        adaln = self.t_block(t)[:, None] + self.role_block(r)  # (B, D, 6C)
+
+        drop = role[:, 0] == CONDITION
+        if drop_text is not None:
+            drop = drop | drop_text.to(drop.device).bool()
+        text = self.attention_y_norm(self.y_embedder(y.to(tokens.dtype), drop))
+        if y_mask is not None:  # an all-padding row would make softmax NaN; the BOS token is always real
+            y_mask = y_mask.bool().clone()
+            y_mask[:, 0] = True
+
+        for block in self.blocks:
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, text, adaln, y_mask, keep, (hp, wp), use_reentrant=False)
+            else:
+                tokens = block(tokens, text, adaln, y_mask, keep, (hp, wp))
+
+        cond = t[:, None] + r  # final layers use the D-dim t + r_i, not the 6D vector
+        out = torch.stack([layer(tokens[:, i], cond[:, i]) for i, layer in enumerate(self.final_layers)], dim=1)
+        out = self.unpatchify(out, hp, wp)
+        generated = (role == GENERATE)[:, :, None, None, None]
+        return torch.where(generated, out, out.detach())
+
+    def unpatchify(self, out: Tensor, hp: int, wp: int) -> Tensor:
+        """(B, D, N, p*p*C) -> (B, D, C, hp*p, wp*p)."""
+        b, d = out.shape[:2]
+        p, c = self.cfg.patch_size, self.cfg.in_channels
+        out = out.reshape(b, d, hp, wp, p, p, c)
+        return torch.einsum("bdhwpqc->bdchpwq", out).reshape(b, d, c, hp * p, wp * p)
+
+
+def build_model(preset: str | JodiConfig) -> Jodi:
+    """A randomly initialised Jodi for a preset name (see PRESETS) or an explicit config."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown Jodi preset {preset!r}; known: {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    return Jodi(preset)
+
+
+def _resolve(path: str) -> str:
+    """Local path, or `hf://<org>/<repo>/<file>[@revision]` downloaded through huggingface_hub."""
+    if not path.startswith("hf://"):
+        return path
+    from huggingface_hub import hf_hub_download
+
+    spec, _, revision = path[len("hf://"):].partition("@")
+    parts = spec.split("/")
+    if len(parts) < 3:
+        raise ValueError(f"expected hf://<org>/<repo>/<file>[@revision], got {path!r}")
+    return hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), revision=revision or None)
+
+
+def read_state_dict(path: str) -> dict[str, Tensor]:
+    """Tensors of a `.safetensors` or `.pth`/`.pt` file (torch.load with weights_only=True).
+
+    Training checkpoints that wrap the weights (`{"state_dict": ...}`, Jodi/Sana style) are unwrapped.
+    """
+    local = _resolve(path)
+    if local.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(local)
+    state = torch.load(local, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state
+
+
+def load_weights(model: Jodi, path: str, strict: bool = True) -> None:
+    """Load `.pth` / `.safetensors` weights (local or `hf://org/repo/file`) into `model`.
+
+    Keys are the released checkpoint's; a DDP `module.` prefix is stripped. `pos_embed` (a Sana key Jodi
+    drops, reference §4) is ignored.
+    """
+    state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items() if k != "pos_embed"}
+    model.load_state_dict(state, strict=strict)
