@@ -1,0 +1,120 @@
+"""Read and decode one input: bytes -> id (md5) -> RGB uint8 at the target size, or a reason it failed.
+
+Pure functions over bytes plus one fsspec read, so every rule is testable on a
+hand-made file. Reasons are short classes (`empty_file`, `not_an_image`, ...) that
+end up in the errors table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class DecodeError(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DecodeRules:
+    min_short_side: int = 1024
+    target_short_side: int = 1024
+    max_pixels: int = 100_000_000
+    allow_animated: bool = False
+
+
+def read_bytes(uri: str) -> bytes:
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise DecodeError("missing_file", f"{uri} vanished after listing") from exc
+    except OSError as exc:
+        raise DecodeError("read_failed", f"{type(exc).__name__}: {exc}") from exc
+
+
+def content_id(data: bytes) -> str:
+    """Joint names files by the md5 hex of the original file bytes."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def decode_image(data: bytes, rules: DecodeRules) -> np.ndarray:
+    """Original file bytes -> uint8 HxWx3 RGB, EXIF-oriented, resized so the short side is the target."""
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+    if not data:
+        raise DecodeError("empty_file", "zero-byte file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise DecodeError("not_an_image", "no image format recognised the bytes") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("decompression_bomb", str(exc)) from exc
+    # The header gives the size before any pixel is decoded: refuse bombs here, at no memory cost.
+    w, h = img.size
+    if w * h > rules.max_pixels:
+        raise DecodeError("decompression_bomb", f"{w}x{h} = {w * h} pixels > max_pixels {rules.max_pixels}")
+    if getattr(img, "n_frames", 1) > 1 and not rules.allow_animated:
+        raise DecodeError("animated", f"{img.format} with {img.n_frames} frames (set allow_animated to take frame 0)")
+    try:
+        img.load()
+    except OSError as exc:
+        raise DecodeError("truncated", f"{type(exc).__name__}: {exc}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError("decompression_bomb", str(exc)) from exc
+    img = ImageOps.exif_transpose(img)
+    rgb = to_rgb(img)
+    short = min(rgb.shape[:2])
+    if short < rules.min_short_side:
+        raise DecodeError("too_small", f"short side {short} < min_short_side {rules.min_short_side}")
+    return resize_short_side(rgb, rules.target_short_side)
+
+
+def to_rgb(img) -> np.ndarray:
+    """Any PIL mode -> uint8 HxWx3. 16-bit is scaled (not clipped), alpha is composited on white, CMYK converted."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        # 16-bit PNGs hold 0..65535; "I" from other sources may hold anything: scale by the format's range.
+        top = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        a8 = np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(a8[..., None], 3, axis=-1)
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = np.nanmin(a), np.nanmax(a)
+        a8 = np.zeros(a.shape, np.uint8) if hi <= lo else np.rint((a - lo) / (hi - lo) * 255).astype(np.uint8)
+        return np.repeat(a8[..., None], 3, axis=-1)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def resize_short_side(rgb: np.ndarray, target: int) -> np.ndarray:
+    """Resize so min(H, W) == target, keeping aspect; Lanczos (a high-quality filter) both ways."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if target <= 0 or min(h, w) == target:
+        return np.ascontiguousarray(rgb)
+    scale = target / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if h <= w:
+        size = (size[0], target)
+    else:
+        size = (target, size[1])
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))

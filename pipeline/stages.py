@@ -1,0 +1,329 @@
+"""The Ray Data stages of the label job: decode -> annotate (one stage per annotator group) -> encode -> write.
+
+Each stage is a plain function or callable class over a numpy batch dict, so it
+can be tested on a hand-built batch without Ray. Failures never drop a row: they
+set its `error` columns, later stages skip it, and the writer files it in the
+errors table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes
+
+# How many dimensions each domain's raw label has (HxW or HxWx3); an absent label is an
+# empty array of that rank, which keeps every column a tensor column in Ray's blocks.
+LABEL_NDIM = {"depth": 2, "edge": 2, "lineart": 2, "seg_12colors": 2, "normal": 3, "albedo": 3, "openpose": 3}
+_PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), np.uint8)
+
+
+def absent(domain: str) -> np.ndarray:
+    return np.zeros((0,) * LABEL_NDIM[domain], np.float32)
+
+
+def is_absent(label: np.ndarray) -> bool:
+    return label.size == 0
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    rules: DecodeRules
+    hf_input: str | None = None  # set when the input is a Hugging Face dataset
+    hf_split: str = "train"
+    hf_image_column: str = "image"
+    hf_caption_column: str | None = None
+
+
+class DecodeStage:
+    """Read bytes (file or dataset row), hash them, decode and resize. Callable class so a Hugging Face
+    dataset is opened once per worker rather than once per batch."""
+
+    def __init__(self, spec: DecodeSpec) -> None:
+        self.spec = spec
+        self._hf = None
+        if spec.hf_input is not None:
+            from pipeline.sources import open_hf_dataset
+
+            self._hf = open_hf_dataset(spec.hf_input, spec.hf_split)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = {k: [] for k in ("id", "image", "height", "width", "error", "error_stage", "detail", "source_caption")}
+        for source, row in zip(batch["source"], batch["row"], strict=True):
+            rid, caption = "", ""
+            try:
+                data, caption = self._read(str(source), int(row))
+                rid = content_id(data)
+                image = decode_image(data, self.spec.rules)
+                error, stage, detail = "", "", ""
+            except DecodeError as exc:
+                image, error, stage, detail = _PLACEHOLDER_IMAGE, exc.reason, "decode", str(exc)
+            except Exception as exc:  # noqa: BLE001 - any other failure is still a reasoned error row
+                image, error, stage, detail = _PLACEHOLDER_IMAGE, "decode_failed", "decode", f"{type(exc).__name__}: {exc}"
+            out["id"].append(rid)
+            out["image"].append(image)
+            out["height"].append(image.shape[0] if not error else 0)
+            out["width"].append(image.shape[1] if not error else 0)
+            out["error"].append(error)
+            out["error_stage"].append(stage)
+            out["detail"].append(detail[:500])
+            out["source_caption"].append(caption)
+        result = dict(batch)
+        result.update({k: _column(v) for k, v in out.items()})
+        result["t_decode"] = np.full(len(batch["source"]), (time.perf_counter() - t0) / max(1, len(batch["source"])))
+        return result
+
+    def _read(self, source: str, row: int) -> tuple[bytes, str]:
+        if self._hf is None:
+            return read_bytes(source), ""
+        return hf_row_bytes(self._hf, row, self.spec.hf_image_column, self.spec.hf_caption_column)
+
+
+def hf_row_bytes(ds, row: int, image_column: str, caption_column: str | None) -> tuple[bytes, str]:
+    """The original encoded bytes of a dataset row's image (never re-encoded, so the md5 id is the file's)."""
+    import datasets
+
+    if image_column not in ds.column_names:
+        raise DecodeError("missing_column", f"dataset has no column {image_column!r}; columns: {ds.column_names}")
+    example = ds.cast_column(image_column, datasets.Image(decode=False))[row]
+    value = example[image_column]
+    data = value.get("bytes") if isinstance(value, dict) else None
+    if data is None and isinstance(value, dict) and value.get("path"):
+        data = read_bytes(value["path"])
+    if data is None:
+        raise DecodeError("missing_image", f"row {row} has no image bytes")
+    caption = str(example.get(caption_column) or "") if caption_column else ""
+    return data, caption
+
+
+class AnnotateStage:
+    """Runs one or more annotators (colocated in one actor) on the rows that have no error yet."""
+
+    def __init__(self, specs: list[tuple[str, dict]], device: str = "auto") -> None:
+        import annotators
+
+        self.device = _pick_device(device)
+        _set_torch_threads()
+        self.annotators = [annotators.build(name, device=self.device, **overrides) for name, overrides in specs]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = dict(batch)
+        n = len(batch["id"])
+        error = list(batch["error"])
+        stage = list(batch["error_stage"])
+        detail = list(batch["detail"])
+        for ann in self.annotators:
+            t0 = time.perf_counter()
+            todo = [i for i in range(n) if not error[i]]
+            labels = self._run(ann, [batch["image"][i] for i in todo])
+            column = [None] * n
+            for i, lab in zip(todo, labels, strict=True):
+                if isinstance(lab, Exception):
+                    error[i] = getattr(lab, "reason", type(lab).__name__)
+                    stage[i] = f"annotate:{ann.name}"
+                    detail[i] = str(lab)[:500]
+                else:
+                    column[i] = lab
+            result[_label_column(ann)] = _label_values(ann, column)
+            result[f"t_{ann.name}"] = np.full(n, (time.perf_counter() - t0) / max(1, len(todo)))
+        result.update(error=_column(error), error_stage=_column(stage), detail=_column(detail))
+        return result
+
+    @staticmethod
+    def _run(ann, images: list[np.ndarray]) -> list:
+        """Batch call; if the batch fails, retry image by image so one bad input cannot sink its neighbours."""
+        if not images:
+            return []
+        try:
+            return list(ann({"image": images})[ann.domain])
+        except Exception:  # noqa: BLE001 - isolate the failing image below
+            out = []
+            for image in images:
+                try:
+                    out.append(ann({"image": [image]})[ann.domain][0])
+                except Exception as exc:  # noqa: BLE001
+                    exc.reason = getattr(exc, "reason", type(exc).__name__)
+                    out.append(exc)
+            return out
+
+
+def _label_column(ann) -> str:
+    if ann.domain == "caption":
+        return f"caption__{ann.config.caption_key}"
+    return f"label_{ann.domain}"
+
+
+def _label_values(ann, column: list) -> np.ndarray:
+    if ann.domain == "caption":
+        return _column(["" if c is None else str(c) for c in column])
+    return _column([absent(ann.domain) if c is None else np.asarray(c) for c in column])
+
+
+class EncodeStage:
+    """Labels -> stored uint8 encodings -> file bytes (JPEG / PNG), plus the image itself."""
+
+    def __init__(self, domains: list[str], jpeg_quality: int = 95, source_caption_key: str = "source") -> None:
+        self.domains = domains
+        self.quality = jpeg_quality
+        self.source_caption_key = source_caption_key  # an input dataset's own caption (alt text) is kept under it
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from schemas.codec import encode_file
+        from schemas.encoding import encode_label
+
+        t0 = time.perf_counter()
+        n = len(batch["id"])
+        error, stage, detail = list(batch["error"]), list(batch["error_stage"]), list(batch["detail"])
+        files = {d: [b""] * n for d in ["image", *self.domains]}
+        captions = []
+        caption_cols = sorted(k for k in batch if k.startswith("caption__"))
+        for i in range(n):
+            caps = {k[len("caption__") :]: str(batch[k][i]) for k in caption_cols if batch[k][i]}
+            if "source_caption" in batch and batch["source_caption"][i]:
+                caps.setdefault(self.source_caption_key, str(batch["source_caption"][i]))
+            captions.append(json.dumps(caps, ensure_ascii=False, sort_keys=True))
+            if error[i]:
+                continue
+            try:
+                if "encoded_image" in batch and len(batch["encoded_image"][i]):
+                    files["image"][i] = bytes(batch["encoded_image"][i])  # incremental: keep the stored JPEG
+                else:
+                    files["image"][i] = encode_file("image", batch["image"][i], self.quality)
+                for d in self.domains:
+                    label = batch[f"label_{d}"][i]
+                    if not is_absent(label):
+                        files[d][i] = encode_file(d, encode_label(d, label), self.quality)
+            except Exception as exc:  # noqa: BLE001
+                error[i], stage[i], detail[i] = "encode_failed", "encode", f"{type(exc).__name__}: {exc}"[:500]
+        keep = ("source", "shard", "row", "id", "height", "width", "source_caption")
+        result = {k: batch[k] for k in keep if k in batch}
+        result.update({k: v for k, v in batch.items() if k.startswith("t_")})
+        result.update({f"file_{d}": _column(v) for d, v in files.items()})
+        result.update(captions=_column(captions), error=_column(error), error_stage=_column(stage), detail=_column(detail))
+        result["t_encode"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
+        return result
+
+
+def _pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import ray
+    import torch
+
+    gpus = ray.get_runtime_context().get_accelerator_ids().get("GPU", []) if ray.is_initialized() else []
+    return "cuda" if gpus and torch.cuda.is_available() else "cpu"
+
+
+def _set_torch_threads() -> None:
+    """Torch threads = this actor's CPU share, so colocated stages do not oversubscribe the cores."""
+    import torch
+
+    try:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    except Exception:  # noqa: BLE001 - outside Ray: leave torch's default
+        return
+    torch.set_num_threads(max(1, int(round(cpus))))
+
+
+def _column(values: list) -> np.ndarray:
+    """A list -> numpy column; ragged arrays and bytes become object arrays (Ray stores them as such)."""
+    if values and isinstance(values[0], np.ndarray | bytes):
+        col = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):  # element-wise: slice assignment would try to broadcast same-shape arrays
+            col[i] = v
+        return col
+    return np.asarray(values)
+
+
+class WriteStage:
+    """Writes the Joint files of good rows and one staging part per shard; returns one small status row per input."""
+
+    def __init__(self, output: str, write_joint: bool) -> None:
+        from pipeline.writer import OutputLayout
+
+        self.layout = OutputLayout(output)
+        self.write_joint = write_joint
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from pipeline.writer import write_joint_files, write_staging_part
+        from schemas.domains import LABEL_DOMAINS
+
+        t0 = time.perf_counter()
+        n = len(batch["source"])
+        domains = [d for d in LABEL_DOMAINS if f"file_{d}" in batch]
+        by_shard: dict[int, dict[str, list]] = {}
+        for i in range(n):
+            rid, err = str(batch["id"][i]), str(batch["error"][i])
+            files = {d: bytes(batch[f"file_{d}"][i]) for d in domains}
+            if not err and self.write_joint:
+                write_joint_files(self.layout.root, rid, {"image": bytes(batch["file_image"][i]), **files})
+            rows = by_shard.setdefault(int(batch["shard"][i]), {})
+            values = {
+                "source": str(batch["source"][i]),
+                "shard": int(batch["shard"][i]),
+                "id": rid,
+                "height": int(batch["height"][i]),
+                "width": int(batch["width"][i]),
+                "captions": str(batch["captions"][i]),
+                "image": None if err else bytes(batch["file_image"][i]),
+                **{f"file_{d}": (files[d] or None) if not err else None for d in domains},
+                "error": err,
+                "error_stage": str(batch["error_stage"][i]),
+                "detail": str(batch["detail"][i]),
+            }
+            for k, v in values.items():
+                rows.setdefault(k, []).append(v)
+        for shard, rows in by_shard.items():
+            write_staging_part(self.layout, shard, rows)
+        status = {k: batch[k] for k in ("source", "shard", "error")}
+        status.update({k: v for k, v in batch.items() if k.startswith("t_")})
+        status["t_write"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
+        return status
+
+
+
+class RecordDecodeStage:
+    """Incremental labeling: decode images of records already in the output's Parquet shards,
+    keeping their stored JPEG so the image is not re-encoded."""
+
+    def __init__(self, output: str) -> None:
+        from pipeline.writer import OutputLayout
+
+        self.layout = OutputLayout(output)
+        self._shard, self._images = -1, None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
+        from schemas.codec import decode_file
+
+        t0 = time.perf_counter()
+        images, encoded = [], []
+        for shard, row in zip(batch["shard"], batch["row"], strict=True):
+            if int(shard) != self._shard:
+                table = pq.read_table(self.layout.data(int(shard)), columns=["image"])
+                self._shard, self._images = int(shard), table.column("image").to_pylist()
+            data = self._images[int(row)]["bytes"]
+            encoded.append(data)
+            images.append(decode_file(data, "RGB"))
+        n = len(images)
+        result = dict(batch)
+        result.update(
+            image=_column(images),
+            encoded_image=_column(encoded),
+            height=np.array([im.shape[0] for im in images]),
+            width=np.array([im.shape[1] for im in images]),
+            error=_column([""] * n),
+            error_stage=_column([""] * n),
+            detail=_column([""] * n),
+            source_caption=_column([""] * n),
+        )
+        result["t_decode"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
+        return result
