@@ -1,0 +1,295 @@
+"""Publish a labeled dataset to the Hugging Face Hub: prepare an upload folder, write its card, upload.
+
+The upload folder is what the Hub's dataset viewer and `datasets.load_dataset` expect
+(huggingface.co/docs/hub/datasets-manual-configuration, datasets-cards):
+
+    README.md                           dataset card: YAML front matter + provenance
+    preview.png                         contact sheet shown in the card
+    data/<split>-00000-of-0000N.parquet RECORD_SCHEMA rows, images and labels as `Image()`
+
+The token is never read or written by this module: `HfApi` finds it itself (HF_TOKEN or
+`hf auth login`). Every message this module returns is passed through `redact` anyway, in
+case a server echoes the token back in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.convert import ShardConfig, WriteStats, write_parquet
+from pipeline.preview import contact_sheet
+from schemas.domains import LABEL_DOMAINS, annotation_key
+from schemas.joint import detect_layout, iter_records, metadata_files, parquet_files
+from schemas.record import SCHEMA_VERSION, LabeledRecord, huggingface_features
+
+# Hub repository limits (huggingface.co/docs/hub/repositories-recommendations).
+MAX_FILES_PER_FOLDER = 10_000
+MAX_FILES_TOTAL = 100_000
+# `size_categories` values the Hub understands, by upper bound.
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
+
+
+class HubLayoutError(ValueError):
+    """The prepared folder breaks a Hub repository limit."""
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """What `jodi publish` does. `staging` defaults to a sibling folder `<source>-hub`."""
+
+    source: str
+    repo_id: str
+    staging: str | None = None
+    private: bool = False
+    dry_run: bool = False
+    license: str = "other"  # the source images' license decides; "other" until the user says
+    pretty_name: str | None = None
+    preview_samples: int = 6
+    shards: ShardConfig = ShardConfig()
+
+    @property
+    def staging_path(self) -> Path:
+        return Path(self.staging) if self.staging else Path(str(Path(self.source).resolve()) + "-hub")
+
+
+@dataclass
+class PreparedFolder:
+    """An upload folder and what went into it (the card is written from this)."""
+
+    path: Path
+    splits: dict[str, WriteStats] = field(default_factory=dict)
+    provenance: Counter = field(default_factory=Counter)  # (domain, annotator, model_id, revision, params) -> n
+    schema_versions: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # (stage, error) -> n
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.splits.values())
+
+    @property
+    def domains(self) -> Counter:
+        return sum((s.domains for s in self.splits.values()), Counter())
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with the Hub token (and any given secret) replaced by `***`."""
+    from huggingface_hub import get_token
+
+    for secret in (*secrets, os.environ.get("HF_TOKEN"), get_token()):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _source_splits(source: Path) -> list[str]:
+    layout = detect_layout(source)
+    return list(parquet_files(source) if layout == "parquet" else metadata_files(source))
+
+
+def _tap(records: Iterator[LabeledRecord], prepared: PreparedFolder, keep: list[LabeledRecord], n: int):
+    """Pass records through while counting provenance and keeping the first `n` for the preview."""
+    for record in records:
+        for p in record.provenance:
+            prepared.provenance[(p.domain, p.annotator, p.model_id, p.revision, p.parameters)] += 1
+        prepared.schema_versions[record.schema_version] += 1
+        if len(keep) < n:
+            keep.append(record)
+        yield record
+
+
+def error_counts(source: Path) -> Counter:
+    """(stage, error) -> count over the label job's `errors/*.parquet` (empty for other datasets)."""
+    counts: Counter = Counter()
+    for shard in sorted((source / "errors").glob("*.parquet")):
+        table = pq.read_table(shard, columns=["stage", "error"])
+        counts.update(zip(table.column("stage").to_pylist(), table.column("error").to_pylist()))
+    return counts
+
+
+def check_hub_layout(folder: Path, per_folder: int = MAX_FILES_PER_FOLDER, total: int = MAX_FILES_TOTAL) -> int:
+    """Raise `HubLayoutError` when a folder holds too many files; returns the file count."""
+    counts = Counter(p.parent for p in folder.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    crowded = [f"{d.relative_to(folder)} ({n})" for d, n in counts.items() if n >= per_folder]
+    if crowded:
+        raise HubLayoutError(f"more than {per_folder} files in: {', '.join(crowded)}; use larger shards")
+    if sum(counts.values()) >= total:
+        raise HubLayoutError(f"{sum(counts.values())} files; the Hub recommends well under {total}")
+    return sum(counts.values())
+
+
+def size_category(n: int) -> str:
+    return next((name for bound, name in SIZE_CATEGORIES if n < bound), "n>1M")
+
+
+def prepare_folder(cfg: PublishConfig) -> PreparedFolder:
+    """Build the upload folder: Parquet shards per split, preview, card. Rebuilt from scratch each time
+    (the Hub side of an interrupted upload resumes; the local folder is cheap to rebuild)."""
+    source, out = Path(cfg.source), cfg.staging_path
+    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+        raise ValueError(f"staging folder {out} must not be inside the source {source}")
+    if out.exists():
+        shutil.rmtree(out)
+    prepared = PreparedFolder(path=out, errors=error_counts(source))
+    keep: list[LabeledRecord] = []
+    for split in _source_splits(source):
+        records = _tap(iter_records(source, split), prepared, keep, cfg.preview_samples)
+        # The Hub names an unsplit dataset's only split "train".
+        prepared.splits[split or "train"] = write_parquet(records, out / "data", split or "train", cfg.shards)
+    if keep:
+        contact_sheet(keep, n=cfg.preview_samples).save(out / "preview.png")
+    (out / "README.md").write_text(dataset_card(prepared, cfg), encoding="utf-8")
+    check_hub_layout(out)
+    return prepared
+
+
+def _yaml_front_matter(prepared: PreparedFolder, cfg: PublishConfig) -> str:
+    import datasets
+    from huggingface_hub import DatasetCardData
+
+    domains = prepared.domains
+    tasks = ["image-to-image", "text-to-image"]
+    tasks += ["depth-estimation"] if domains["depth"] else []
+    tasks += ["image-segmentation"] if domains["seg_12colors"] else []
+    features = datasets.Features.from_dict(huggingface_features())
+    data = DatasetCardData(
+        license=cfg.license,
+        task_categories=tasks,
+        size_categories=[size_category(prepared.records)],
+        pretty_name=cfg.pretty_name or cfg.repo_id.split("/")[-1],
+        tags=["jodi", "joint-1.6m", *(d for d in LABEL_DOMAINS if domains[d])],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in prepared.splits],
+            }
+        ],
+        dataset_info={
+            "features": features._to_yaml_list(),
+            # num_bytes: the Parquet bytes of the split (the viewer only needs a size order).
+            "splits": [
+                {"name": s, "num_examples": w.records, "num_bytes": sum(f.stat().st_size for f in w.files)}
+                for s, w in prepared.splits.items()
+            ],
+        },
+    )
+    return data.to_yaml()
+
+
+def dataset_card(prepared: PreparedFolder, cfg: PublishConfig) -> str:
+    """README.md text: YAML front matter, then what the dataset is, its provenance and how to load it."""
+    domains = prepared.domains
+    lines = [
+        "---",
+        _yaml_front_matter(prepared, cfg),
+        "---",
+        "",
+        f"# {cfg.pretty_name or cfg.repo_id.split('/')[-1]}",
+        "",
+        "Images with machine-generated labels in the layout of Joint-1.6M "
+        "([Jodi, arXiv 2505.19084](https://arxiv.org/abs/2505.19084)), made with the Jodi data engine.",
+        "",
+        "![preview](preview.png)" if (prepared.path / "preview.png").exists() else "",
+        "",
+        "## Contents",
+        "",
+        "| split | records |",
+        "|---|---|",
+        *[f"| {s} | {w.records} |" for s, w in prepared.splits.items()],
+        "",
+        "| label column | records with the label |",
+        "|---|---|",
+        *[f"| `{annotation_key(d)}` | {domains[d]} |" for d in LABEL_DOMAINS if domains[d]],
+        "",
+        "Columns: `id` (md5 of the source file), `source`, `image`, `info` {height, width}, "
+        "`caption` (list of {model, text}), one `annotation_<domain>` image per label domain "
+        "(null when absent), `provenance`, `schema_version`. Depth is 8-bit grey, near = bright; "
+        "normals are (n+1)/2*255; segmentation is a lossless PNG in Jodi's 12-colour palette.",
+        "",
+        "## Provenance",
+        "",
+        f"Record schema version: {', '.join(sorted(prepared.schema_versions)) or SCHEMA_VERSION}.",
+        "",
+    ]
+    if prepared.provenance:
+        lines += ["| domain | annotator | model | revision | parameters | records |", "|---|---|---|---|---|---|"]
+        for (domain, annotator, model_id, revision, params), n in sorted(prepared.provenance.items(), key=str):
+            lines.append(f"| {domain} | {annotator} | {model_id or '-'} | {revision or '-'} | `{params}` | {n} |")
+    else:
+        lines.append("The source carried no per-record provenance (a Joint folder); see its own card.")
+    lines += ["", "## Inputs that did not become records", ""]
+    if prepared.errors:
+        lines += ["| stage | reason | count |", "|---|---|---|"]
+        lines += [f"| {s} | {e} | {n} |" for (s, e), n in sorted(prepared.errors.items())]
+    else:
+        lines.append("None recorded.")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("{cfg.repo_id}", split="{next(iter(prepared.splits), "train")}")',
+        "```",
+        "",
+        "`jodi convert` turns the Parquet shards back into the Joint folder layout that Jodi's own "
+        "`JodiDataset` reads.",
+        "",
+    ]
+    return redact("\n".join(lines))
+
+
+def upload(folder: Path, repo_id: str, private: bool = False, api=None) -> str:
+    """Create the dataset repo if needed and upload `folder` resumably; returns the repo URL.
+
+    huggingface_hub 1.x has `upload_large_folder` (resumable, multi-commit); in 2.x it was folded
+    into `upload_folder`, which resumes an interrupted upload when re-run. The token comes from
+    the environment or the user's login, never from here.
+    """
+    from huggingface_hub import HfApi
+
+    api = api or HfApi()
+    url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if hasattr(api, "upload_large_folder"):
+        api.upload_large_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset", private=private)
+    else:
+        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="dataset", commit_message="jodi publish")
+    return str(url)
+
+
+def publish(cfg: PublishConfig, log: Callable[[str], None] = print) -> PreparedFolder:
+    """Prepare the folder; upload it unless `cfg.dry_run`. Raises on a failed upload (message redacted)."""
+    prepared = prepare_folder(cfg)
+    log(
+        f"prepared {prepared.path}: {prepared.records} records in "
+        + ", ".join(f"{s}={w.records} ({len(w.files)} shards)" for s, w in prepared.splits.items())
+    )
+    if cfg.dry_run:
+        log("dry run: nothing uploaded")
+        return prepared
+    try:
+        url = upload(prepared.path, cfg.repo_id, cfg.private)
+    except Exception as e:  # network, auth, quota: one redacted line, never a traceback with headers
+        raise RuntimeError(redact(f"upload to {cfg.repo_id} failed: {type(e).__name__}: {e}")) from None
+    log(f"uploaded to {url}")
+    return prepared
+
+
+def summary_json(prepared: PreparedFolder) -> str:
+    """Machine-readable summary of a prepared folder (printed by `jodi publish --json`)."""
+    return json.dumps(
+        {
+            "path": str(prepared.path),
+            "records": prepared.records,
+            "splits": {s: w.records for s, w in prepared.splits.items()},
+            "domains": dict(prepared.domains),
+            "errors": sum(prepared.errors.values()),
+        }
+    )
