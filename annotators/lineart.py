@@ -1,0 +1,95 @@
+"""Line-drawing annotators: Informative Drawings (Joint-1.6M's lineart) and the anime lineart U-Net.
+
+Both are controlnet_aux's nn.Modules with the checkpoints controlnet_aux loads from
+lllyasviel/Annotators, run batched on the device. The networks draw dark lines on
+white; ControlNet's detectors invert that to white on black. Our output is ink
+strength in [0, 1] (1 = line), which `schemas.encoding.encode_lineart` stores
+black on white as Joint does (../shared/reference/jodi.md §3, lineart mean ~232-250).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from annotators.base import Annotator, AnnotatorConfig
+from annotators.edge import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
+
+
+@dataclass(frozen=True)
+class InformativeDrawingsConfig(AnnotatorConfig):
+    """Informative Drawings (Chan et al., CVPR 2022) generator: ControlNet 1.1 "lineart_realistic"."""
+
+    model_id: str | None = ANNOTATORS_REPO
+    revision: str | None = ANNOTATORS_REVISION
+    filename: str = "sk_model.pth"  # "sk_model2.pth" is the coarse variant
+    resolution: int = 512
+    multiple_of: int = 8  # two stride-2 convs, two stride-2 transposed convs
+    n_residual_blocks: int = 3  # controlnet_aux builds Generator(3, 1, 3); tests use fewer
+
+
+_PRESET_OF_FILE = {"sk_model.pth": "informative_drawings", "sk_model2.pth": "lineart_coarse"}
+
+
+class InformativeDrawings(Annotator):
+    """Photo -> line drawing (controlnet_aux `lineart.Generator`, instance norm, so batching is exact)."""
+
+    domain = "lineart"
+
+    def __init__(self, config: InformativeDrawingsConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        from controlnet_aux.lineart import Generator
+
+        net = Generator(3, 1, config.n_residual_blocks)
+        label = _PRESET_OF_FILE.get(config.filename, "informative_drawings")  # names the preset in errors
+        net.load_state_dict(load_torch_checkpoint(label, config.model_id, config.filename, config.revision))
+        self.net = net.eval().to(device)
+
+    def forward(self, x):
+        # RGB in [0, 1] in (LineartDetector); the sigmoid output is paper white = 1, ink = 0.
+        return 1.0 - self.net(x)
+
+
+@dataclass(frozen=True)
+class LineartAnimeConfig(AnnotatorConfig):
+    """Anime line art pix2pix U-Net (`netG.pth`, ControlNet 1.1 "lineart_anime")."""
+
+    model_id: str | None = ANNOTATORS_REPO
+    revision: str | None = ANNOTATORS_REVISION
+    filename: str = "netG.pth"
+    resolution: int = 512
+    multiple_of: int = 64  # as LineartAnimeDetector; the net itself needs multiples of 256 (see forward)
+    max_batch: int = 4
+    ngf: int = 64  # filters of the last conv layer; controlnet_aux uses 64, tests use fewer
+
+
+class LineartAnime(Annotator):
+    """Anime-style line art (controlnet_aux `lineart_anime.UnetGenerator`, 8 downsamplings)."""
+
+    domain = "lineart"
+    num_downs = 8  # 2**8 = 256: the U-Net's input sides must be multiples of 256
+
+    def __init__(self, config: LineartAnimeConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        import functools
+
+        from controlnet_aux.lineart_anime import UnetGenerator
+        from torch import nn
+
+        norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+        net = UnetGenerator(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
+        net.load_state_dict(load_torch_checkpoint("lineart_anime", config.model_id, config.filename, config.revision))
+        self.net = net.eval().to(device)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        # As LineartAnimeDetector: bicubic up to the next multiples of 256, [-1, 1] input, bicubic back.
+        h, w = x.shape[-2:]
+        unit = 2**self.num_downs
+        big = (-(-h // unit) * unit, -(-w // unit) * unit)
+        y = F.interpolate(x, size=big, mode="bicubic", align_corners=False) if big != (h, w) else x
+        y = self.net(y * 2.0 - 1.0)
+        if big != (h, w):
+            y = F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+        # tanh output: -1 = ink, +1 = paper.
+        return ((1.0 - y) * 0.5).clamp(0.0, 1.0)
