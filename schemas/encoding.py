@@ -32,15 +32,18 @@ def _grey3(x: np.ndarray) -> np.ndarray:
 def encode_depth(depth: np.ndarray, near_is_large: bool = True) -> np.ndarray:
     """float HxW depth or disparity -> uint8 HxW, per-image min-max, near = bright.
 
-    Pass `near_is_large=False` for metric depth (larger = farther); it is inverted
-    first so that near stays bright as in Joint. Non-finite pixels become 0.
+    Pass `near_is_large=False` for metric depth (larger = farther): it becomes inverse
+    depth first, so the stored map is disparity-like with near bright, as in Joint
+    (whose maps come from Depth Anything, a disparity model). Non-finite pixels and,
+    for metric depth, non-positive ones become 0.
     """
     d = np.asarray(depth, dtype=np.float64)
     if d.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {d.shape}")
-    finite = np.isfinite(d)
     if not near_is_large:
-        d = -d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(d > 0, 1.0 / d, np.nan)
+    finite = np.isfinite(d)
     if not finite.any():
         return np.zeros(d.shape, np.uint8)
     lo, hi = d[finite].min(), d[finite].max()
