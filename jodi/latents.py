@@ -1,0 +1,352 @@
+"""The latent cache job: encode every image, label and caption once, for training.
+
+Training reads latents, so neither the DC-AE autoencoder nor the 2B Gemma text
+encoder runs in the training loop. Ray Data stages: read labeled rows -> drop ids
+already cached (incremental) -> decode + resize to the aspect-ratio bucket (CPU)
+-> encode (an actor pool that loads both encoders once) -> Parquet.
+
+Cache layout (OUT/):
+    latents/*.parquet   LATENT_SCHEMA rows, one per record, keyed by id and bucket
+    null_text.safetensors   the text encoding of "" (caption dropout and perception)
+    cache.json          encoders, resolution, domains and shapes, for the trainer to check
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION
+from schemas.domains import ALL_DOMAINS, CAPTION, LABEL_DOMAINS, annotation_key
+
+LATENT_SCHEMA_VERSION = "1.0"
+CACHE_META = "cache.json"
+NULL_TEXT = "null_text.safetensors"
+LATENT_DIR = "latents"
+
+LATENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("bucket", pa.string(), nullable=False),  # aspect ratio key, e.g. "1.0"
+        pa.field("latent_h", pa.int32(), nullable=False),
+        pa.field("latent_w", pa.int32(), nullable=False),
+        pa.field("present", pa.binary(), nullable=False),  # uint8 (D,), 1 = the domain has a label
+        pa.field("latents", pa.binary(), nullable=False),  # float16 (D, C, h, w); zeros where absent
+        pa.field("caption_models", pa.list_(pa.string())),
+        pa.field("caption_embs", pa.list_(pa.binary())),  # float16 (n_i, C_text), real tokens only
+    ],
+    metadata={"jodi_latent_schema_version": LATENT_SCHEMA_VERSION},
+)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    input: str  # label job output (data/*.parquet) or a Joint folder (metadata.jsonl)
+    output: str
+    # DC-AE f32c32 and Gemma-2-2b-it as in Sana/Jodi (reference §4 "VAE and text encoder"); "tiny" = random stand-ins
+    vae: str = VAE_ID
+    vae_revision: str = VAE_REVISION
+    text_encoder: str = TEXT_ID
+    text_encoder_revision: str = TEXT_REVISION
+    resolution: int = 1024  # bucket sizes are the reference's 1024 buckets scaled by resolution/1024
+    empty_openpose: bool = True  # reference `use_empty_openpose_image`: no person -> a black label
+    batch_size: int = 8
+    concurrency: int = 1
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+
+# ---------------------------------------------------------------- buckets
+
+
+def bucket_sizes(resolution: int) -> dict[str, tuple[int, int]]:
+    """The reference's 15 buckets scaled to `resolution` (1024 = as in the paper), in pixels,
+    each side a multiple of 32 (the DC-AE downsampling factor) and at least 32."""
+    from jodi.buckets import BUCKETS
+
+    out = {}
+    for ratio, (h, w) in BUCKETS.items():
+        scale = resolution / 1024
+        out[str(float(ratio))] = tuple(max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
+    return out
+
+
+def nearest_bucket_key(height: int, width: int) -> str:
+    """The bucket whose ratio h/w is closest, chosen from the stored size without opening the image."""
+    from jodi.buckets import BUCKETS
+
+    ratio = height / width
+    return str(float(min(BUCKETS, key=lambda r: abs(float(r) - ratio))))
+
+
+def fit_to_bucket(img, size: tuple[int, int]) -> np.ndarray:
+    """PIL image -> uint8 (H, W, 3): bicubic resize to cover the bucket, then centre crop, as the
+    reference loader does for every domain (segmentation included)."""
+    from PIL import Image
+
+    bh, bw = size
+    img = img.convert("RGB")
+    scale = max(bh / img.height, bw / img.width)
+    new = (max(bw, round(img.width * scale)), max(bh, round(img.height * scale)))
+    img = img.resize(new, Image.BICUBIC)
+    left, top = (img.width - bw) // 2, (img.height - bh) // 2
+    return np.asarray(img.crop((left, top, left + bw, top + bh)))
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _read_input(cfg: CacheConfig):
+    """A Ray Dataset of rows {id, source, height, width, captions, image, annotation_*} with file bytes."""
+    import ray
+
+    root = Path(cfg.input)
+    if (root / "data").is_dir() or str(cfg.input).endswith(".parquet"):
+        src = str(root / "data") if (root / "data").is_dir() else cfg.input
+        cols = ["id", "source", "info", CAPTION, "image", *[annotation_key(d) for d in LABEL_DOMAINS]]
+        return ray.data.read_parquet(src, columns=cols).map_batches(
+            _flatten_parquet, batch_format="pyarrow", zero_copy_batch=True
+        )
+    if (root / "metadata.jsonl").exists():
+        return ray.data.from_items(_joint_items(root)).map(_read_joint_files)
+    raise FileNotFoundError(f"{cfg.input}: neither a label job output (data/*.parquet) nor a Joint folder")
+
+
+def _flatten_parquet(table: pa.Table) -> pa.Table:
+    info = table.column("info").combine_chunks()
+    cols = {
+        "id": table.column("id"),
+        "source": table.column("source"),
+        "height": info.field("height"),
+        "width": info.field("width"),
+        CAPTION: table.column(CAPTION),
+        "image": table.column("image").combine_chunks().field("bytes"),
+    }
+    for d in LABEL_DOMAINS:
+        cols[annotation_key(d)] = table.column(annotation_key(d)).combine_chunks().field("bytes")
+    return pa.table(cols)
+
+
+def _joint_items(root: Path) -> list[dict]:
+    from schemas.paths import resolve_inside
+
+    items = []
+    for line in (root / "metadata.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        meta = json.loads(line)
+        item = {
+            "id": Path(meta["image"]).name.split(".")[0],
+            "source": str(root),
+            "height": int(meta["info"]["height"]),
+            "width": int(meta["info"]["width"]),
+            CAPTION: [{"model": k, "text": v} for k, v in sorted(meta.get("caption", {}).items())],
+            "image": str(resolve_inside(root, meta["image"])),
+        }
+        for d in LABEL_DOMAINS:
+            rel = meta.get(annotation_key(d))
+            item[annotation_key(d)] = str(resolve_inside(root, rel)) if rel else None
+        items.append(item)
+    return items
+
+
+def _read_joint_files(item: dict) -> dict:
+    out = dict(item)
+    for key in ("image", *[annotation_key(d) for d in LABEL_DOMAINS]):
+        if out[key] is not None:
+            out[key] = Path(out[key]).read_bytes()
+    return out
+
+
+def prepare_row(row: dict, resolution: int, empty_openpose: bool) -> dict:
+    """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask."""
+    from PIL import Image
+
+    key = nearest_bucket_key(int(row["height"]), int(row["width"]))
+    size = bucket_sizes(resolution)[key]
+    pixels = np.zeros((len(ALL_DOMAINS), size[0], size[1], 3), dtype=np.uint8)
+    present = np.zeros(len(ALL_DOMAINS), dtype=np.uint8)
+    for i, domain in enumerate(ALL_DOMAINS):
+        data = row["image"] if domain == "image" else row[annotation_key(domain)]
+        if data is not None:
+            with Image.open(io.BytesIO(data)) as img:
+                pixels[i] = fit_to_bucket(img, size)
+            present[i] = 1
+        elif domain == "openpose" and empty_openpose:
+            present[i] = 1  # black image = "no person", a real label (reference default)
+    captions = row.get(CAPTION) or []
+    return {
+        "id": row["id"],
+        "source": row.get("source") or "",
+        "bucket": key,
+        "pixels": pixels.tobytes(),
+        "shape": np.array(pixels.shape, dtype=np.int64),
+        "present": present.tobytes(),
+        "caption_models": [c["model"] for c in captions],
+        "caption_texts": [c["text"] for c in captions],
+    }
+
+
+def load_encoders(cfg: CacheConfig):
+    """(LatentCodec, TextEncoder) from hub ids or local folders; "tiny" builds seeded random stand-ins
+    so every actor of a test run encodes identically."""
+    from jodi.codecs import LatentCodec, TextEncoder
+
+    if cfg.vae == "tiny":
+        codec = LatentCodec.tiny()
+    else:
+        codec = LatentCodec.from_pretrained(cfg.vae, revision=cfg.vae_revision)
+    if cfg.text_encoder == "tiny":
+        text = TextEncoder.tiny()
+    else:
+        text = TextEncoder.from_pretrained(cfg.text_encoder, revision=cfg.text_encoder_revision)
+    return codec, text
+
+
+class _Encode:
+    """Actor stage: loads both encoders once; encodes each bucket group of a batch together."""
+
+    def __init__(self, cfg: CacheConfig):
+        import torch
+
+        self.codec, self.text = load_encoders(cfg)
+        self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+        for enc in (self.codec, self.text):
+            if hasattr(enc, "to"):
+                enc.to(self.device)
+
+    def __call__(self, batch: dict) -> pa.Table:
+        import torch
+
+        n = len(batch["id"])
+        latents: list[bytes] = [b""] * n
+        lat_hw = [(0, 0)] * n
+        by_shape: dict[tuple, list[int]] = {}
+        for i in range(n):
+            by_shape.setdefault(tuple(int(s) for s in batch["shape"][i]), []).append(i)
+        with torch.no_grad():
+            for shape, rows in by_shape.items():
+                pix = np.stack([np.frombuffer(batch["pixels"][i], np.uint8).reshape(shape) for i in rows])
+                x = torch.from_numpy(pix).to(self.device).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+                d, h, w = shape[0], shape[1], shape[2]
+                z = self.codec.encode(x.reshape(len(rows) * d, 3, h, w))
+                z = z.reshape(len(rows), d, *z.shape[1:]).float().cpu().numpy()
+                for j, i in enumerate(rows):
+                    mask = np.frombuffer(batch["present"][i], np.uint8).astype(bool)
+                    z[j, ~mask] = 0.0  # absent labels: never used ([X] tokens are zeroed in the model)
+                    latents[i] = z[j].astype(np.float16).tobytes()
+                    lat_hw[i] = (z.shape[-2], z.shape[-1])
+            texts = [t for ts in batch["caption_texts"] for t in ts]
+            embs = self._encode_text(texts) if texts else []
+        caption_embs, k = [], 0
+        for ts in batch["caption_texts"]:
+            caption_embs.append(embs[k : k + len(ts)])
+            k += len(ts)
+        return pa.table(
+            {
+                "id": list(batch["id"]),
+                "source": list(batch["source"]),
+                "bucket": list(batch["bucket"]),
+                "latent_h": [h for h, _ in lat_hw],
+                "latent_w": [w for _, w in lat_hw],
+                "present": list(batch["present"]),
+                "latents": latents,
+                "caption_models": [list(m) for m in batch["caption_models"]],
+                "caption_embs": caption_embs,
+            },
+            schema=LATENT_SCHEMA,
+        )
+
+    def _encode_text(self, texts: list[str]) -> list[bytes]:
+        emb, mask = self.text.encode(texts)
+        emb, mask = emb.float().cpu().numpy(), mask.cpu().numpy().astype(bool)
+        return [emb[i][mask[i]].astype(np.float16).tobytes() for i in range(len(texts))]
+
+
+# ---------------------------------------------------------------- job
+
+
+def cached_ids(output: str) -> set[str]:
+    """Ids already in the cache (reads only the id column)."""
+    import pyarrow.parquet as pq
+
+    folder = Path(output) / LATENT_DIR
+    if not folder.is_dir():
+        return set()
+    ids: set[str] = set()
+    for f in sorted(folder.glob("*.parquet")):
+        ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    return ids
+
+
+def _probe_encoders(cfg: CacheConfig) -> dict:
+    """Encode "" and one black 32 px image (in a Ray task, so a GPU-only encoder never has to fit on
+    the driver): the null caption for dropout/perception, and the channel counts for cache.json."""
+    import torch
+
+    codec, text = load_encoders(cfg)
+    emb, mask = text.null_embedding()
+    with torch.no_grad():
+        z = codec.encode(-torch.ones(1, 3, 32, 32))
+    emb = emb.reshape(-1, emb.shape[-1]).float().cpu()
+    return {"emb": emb.numpy(), "mask": mask.reshape(-1).cpu().numpy(), "latent_channels": int(z.shape[1])}
+
+
+def run_cache_job(cfg: CacheConfig) -> dict:
+    """Encode the records of `cfg.input` not yet in `cfg.output`. Returns counts {total, new, cached}.
+
+    Needs a running Ray (or starts a local one).
+    """
+    import ray
+    import torch
+    from safetensors.torch import save_file
+
+    if not ray.is_initialized():
+        ray.init()
+    out = Path(cfg.output)
+    (out / LATENT_DIR).mkdir(parents=True, exist_ok=True)
+    meta_path = out / CACHE_META
+    meta = {"schema_version": LATENT_SCHEMA_VERSION, "domains": list(ALL_DOMAINS), **asdict(cfg)}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        for key in ("vae", "text_encoder", "resolution", "domains"):
+            if old.get(key) != meta[key]:
+                raise ValueError(f"{out} was cached with {key}={old.get(key)!r}, not {meta[key]!r}; use a new output")
+    probe = ray.get(ray.remote(num_gpus=cfg.num_gpus)(_probe_encoders).remote(cfg))
+    meta["latent_channels"], meta["text_channels"] = probe["latent_channels"], int(probe["emb"].shape[-1])
+    if not (out / NULL_TEXT).exists():
+        tensors = {"emb": torch.from_numpy(probe["emb"]), "mask": torch.from_numpy(probe["mask"]).to(torch.uint8)}
+        save_file(tensors, str(out / NULL_TEXT))
+    done = cached_ids(cfg.output)
+    ds = _read_input(cfg)
+    total = ds.count()
+    if done:
+        ds = ds.filter(lambda row: row["id"] not in done)
+    new = ds.count() if done else total
+    if new:
+        ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose})
+        ds = ds.map_batches(
+            _Encode,
+            fn_constructor_args=(cfg,),
+            batch_size=cfg.batch_size,
+            concurrency=cfg.concurrency,
+            num_gpus=cfg.num_gpus,
+            num_cpus=cfg.num_cpus,
+        )
+        ds.write_parquet(str(out / LATENT_DIR))
+    meta["records"] = len(cached_ids(cfg.output))
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return {"total": total, "new": new, "cached": meta["records"]}
+
+
+def decode_latents(row: dict, channels: int, num_domains: int) -> np.ndarray:
+    """A cache row's latents -> float32 (D, C, h, w)."""
+    z = np.frombuffer(row["latents"], np.float16)
+    return z.reshape(num_domains, channels, int(row["latent_h"]), int(row["latent_w"])).astype(np.float32)
+

@@ -1,0 +1,234 @@
+"""`train(cfg)`: fine-tune Jodi on latent caches with Ray Train (one GPU or many nodes).
+
+A `TorchTrainer` runs `run_training` (jodi/train_loop.py) on every worker. The
+latent caches are one Ray Dataset; each worker iterates its own streaming shard
+(`ray.train.get_dataset_shard`), so the data is never copied per worker.
+Checkpoints go through Ray Train to `<output>/<run_name>` (any storage Ray Train
+accepts: a local folder or a pyarrow/fsspec URI), keeping the last
+`keep_checkpoints`. Running again with the same output and run name resumes from
+the latest checkpoint (Ray Train V2 restores a run by its storage path and name).
+`LocalSession` runs the same loop in one process without Ray (tests, benchmark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from jodi.train_config import TrainConfig
+from jodi.train_data import Collator, load_null_text, read_cache_info, read_dataset
+from jodi.train_loop import run_training
+from jodi.train_metrics import plot_loss_curve
+
+
+def make_collator(cfg: TrainConfig) -> Collator:
+    """The batch builder for these caches; all caches must share encoders and domains."""
+    from jodi.train_ckpt import model_config
+
+    infos = [read_cache_info(src.path) for src in cfg.data]
+    first = infos[0]
+    for src, info in zip(cfg.data, infos):
+        if (info.latent_channels, info.text_channels, info.domains) != (
+            first.latent_channels, first.text_channels, first.domains):
+            raise ValueError(f"{src.path} was encoded differently from {cfg.data[0].path}")
+    mcfg = model_config(cfg)
+    if first.text_channels != mcfg.caption_channels or first.latent_channels != mcfg.in_channels:
+        raise ValueError(
+            f"cache has latent/text channels {first.latent_channels}/{first.text_channels}, preset "
+            f"{cfg.preset!r} expects {mcfg.in_channels}/{mcfg.caption_channels}"
+        )
+    return Collator(
+        latent_channels=first.latent_channels,
+        text_channels=first.text_channels,
+        max_tokens=mcfg.model_max_length,
+        caption_weights=tuple(dict(src.caption_weights) for src in cfg.data),
+        null_text=load_null_text(cfg.data[0].path, mcfg.model_max_length),
+        caption_dropout=cfg.caption_dropout,
+        num_domains=len(first.domains),
+    )
+
+
+def log_dir(cfg: TrainConfig) -> Path | None:
+    """Where rank 0 keeps metrics.jsonl while training (local outputs only; remote runs keep the
+    history inside every checkpoint)."""
+    return None if "://" in cfg.output else Path(cfg.output) / cfg.run_name
+
+
+def _write_log(cfg: TrainConfig, history: list[dict], line: str) -> None:
+    print(line, flush=True)
+    folder = log_dir(cfg)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+# ---------------------------------------------------------------- Ray Train
+
+
+class RaySession:
+    """The loop's view of a Ray Train worker."""
+
+    def __init__(self, cfg: TrainConfig):
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.cfg = cfg
+        self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.shard = ray.train.get_dataset_shard("train")
+
+    def rows(self, epoch: int):
+        return self.shard.iter_rows()  # every call is a new pass over this worker's shard
+
+    def prepare_model(self, model):
+        import ray.train.torch
+
+        # Roles detach the outputs of [C]/[X] domains, so their final layers get no gradient in a step.
+        kwargs = {"find_unused_parameters": True} if self.cfg.strategy == "ddp" and self.world_size > 1 else None
+        return ray.train.torch.prepare_model(model, parallel_strategy=self.cfg.strategy,
+                                             parallel_strategy_kwargs=kwargs)
+
+    def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        if self.world_size == 1:
+            return list(values)
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+        return t.cpu().tolist()
+
+    @contextlib.contextmanager
+    def resume_dir(self):
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as folder:
+                yield Path(folder)
+        elif self.cfg.resume_from:
+            yield Path(self.cfg.resume_from)
+        else:
+            yield None
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        clean = {k: v for k, v in metrics.items() if v is not None}
+        ckpt = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(clean, checkpoint=ckpt)
+
+    def log(self, record: dict, history: list[dict], line: str) -> None:
+        if self.rank == 0:
+            _write_log(self.cfg, history, line)
+
+
+def _worker(config: dict) -> None:
+    cfg: TrainConfig = config["cfg"]
+    torch.manual_seed(cfg.seed)
+    run_training(cfg, RaySession(cfg), make_collator(cfg))
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) a training run on the current Ray cluster (a local one is started if needed).
+    Returns {"metrics": last metrics, "checkpoint": path of the last checkpoint, "loss_curve": png}."""
+    import ray
+    from ray.data import ExecutionOptions
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not ray.is_initialized():
+        ray.init()
+    storage = cfg.output if "://" in cfg.output else str(Path(cfg.output).resolve())
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"cfg": cfg},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=cfg.run_name,
+            storage_path=storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+            worker_runtime_env={"env_vars": {"PYTHONPATH": _project_root()}},
+        ),
+        datasets={"train": read_dataset([src.path for src in cfg.data])},
+        # Keep the block order: with one worker the stream (and so a resumed run) is deterministic.
+        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+    )
+    result = trainer.fit()
+    out = {"metrics": dict(result.metrics or {}), "checkpoint": None, "loss_curve": None}
+    if result.checkpoint is not None:
+        out["checkpoint"] = result.checkpoint.path
+        with result.checkpoint.as_directory() as folder:
+            history_file = Path(folder) / "metrics.jsonl"
+            history = [json.loads(x) for x in history_file.read_text().splitlines() if x]
+        if history:
+            out["loss_curve"] = f"{storage.rstrip('/')}/{cfg.run_name}/loss_curve.png"
+            plot_loss_curve(history, out["loss_curve"])
+    return out
+
+
+def _project_root() -> str:
+    root = str(Path(__file__).resolve().parents[1])
+    extra = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{extra}" if extra else root
+
+
+# ---------------------------------------------------------------- one process
+
+
+class LocalSession:
+    """The same loop in one process: reads the caches' Parquet files in order, keeps checkpoints
+    as `<folder>/checkpoint_<n>` (the last `keep`), resumes from the newest."""
+
+    def __init__(self, cfg: TrainConfig, folder: str | Path):
+        self.cfg, self.folder = cfg, Path(folder)
+        self.rank, self.world_size, self.device = 0, 1, torch.device("cpu")
+        self.reports: list[dict] = []
+
+    def rows(self, epoch: int):
+        import pyarrow.parquet as pq
+
+        for k, src in enumerate(self.cfg.data):
+            for f in sorted((Path(src.path) / "latents").glob("*.parquet")):
+                for row in pq.read_table(f).to_pylist():
+                    yield {**row, "source_index": k}
+
+    def prepare_model(self, model):
+        return model.to(self.device)
+
+    def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
+        return list(values)
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.folder.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
+
+    @contextlib.contextmanager
+    def resume_dir(self):
+        found = self.checkpoints()
+        yield found[-1] if found else (Path(self.cfg.resume_from) if self.cfg.resume_from else None)
+
+    def report(self, metrics: dict, checkpoint_dir: Path | None) -> None:
+        self.reports.append(metrics)
+        if checkpoint_dir is not None:
+            step = json.loads((checkpoint_dir / "state.json").read_text())["step"]
+            shutil.copytree(checkpoint_dir, self.folder / f"checkpoint_{step}", dirs_exist_ok=True)
+            for old in self.checkpoints()[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old)
+
+    def log(self, record: dict, history: list[dict], line: str) -> None:
+        _write_log(self.cfg, history, line)
+
+
+def train_local(cfg: TrainConfig, folder: str | Path) -> dict:
+    """Run the training loop in this process (no Ray); checkpoints under `folder`."""
+    return run_training(cfg, LocalSession(cfg, folder), make_collator(cfg))
+
+
+__all__ = ["train", "train_local", "LocalSession", "RaySession", "make_collator"]

@@ -1,0 +1,179 @@
+"""Training input: latent-cache rows -> aspect-ratio bucketed batches with sampled roles.
+
+Each Ray Train worker iterates its own shard of one Ray Dataset (no copy of the
+data per worker). Rows pass a seeded local shuffle buffer, then go to one buffer
+per bucket; a batch is emitted when a bucket has `batch_size` rows, so every
+batch has one latent size (reference `AspectRatioBatchSampler`, drop_last=True).
+The order is a pure function of (input order, seed, epoch, rank), so a resumed
+run skips the batches it already trained on and sees the same ones after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jodi.latents import CACHE_META, LATENT_DIR, NULL_TEXT
+from jodi.roles import choose_caption, drops_text, sample_roles
+from schemas.domains import ALL_DOMAINS
+
+COLUMNS = ["id", "bucket", "latent_h", "latent_w", "present", "latents", "caption_models", "caption_embs", "source_index"]
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What the trainer needs to know about a latent cache (from its cache.json)."""
+
+    latent_channels: int
+    text_channels: int
+    domains: tuple[str, ...]
+    records: int
+
+
+def read_cache_info(path: str) -> CacheInfo:
+    meta = json.loads((Path(path) / CACHE_META).read_text())
+    return CacheInfo(
+        latent_channels=int(meta["latent_channels"]),
+        text_channels=int(meta["text_channels"]),
+        domains=tuple(meta["domains"]),
+        records=int(meta.get("records", 0)),
+    )
+
+
+def load_null_text(path: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The cached encoding of "" padded/truncated to `length`: float32 (L, C), bool (L,)."""
+    from safetensors.numpy import load_file
+
+    null = load_file(str(Path(path) / NULL_TEXT))
+    emb, mask = null["emb"].astype(np.float32), null["mask"].astype(bool)
+    return _pad_tokens(emb[mask], length)
+
+
+def read_dataset(paths: Iterable[str]):
+    """One Ray Dataset over the latent caches, with `source_index` telling which cache a row came from."""
+    import ray
+
+    parts = []
+    for k, path in enumerate(paths):
+        ds = ray.data.read_parquet(str(Path(path) / LATENT_DIR))
+        parts.append(ds.map_batches(_add_column, fn_kwargs={"value": k}, batch_format="pyarrow"))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _add_column(table, value: int):
+    import pyarrow as pa
+
+    return table.append_column("source_index", pa.array([value] * table.num_rows, pa.int32()))
+
+
+# ---------------------------------------------------------------- bucketing
+
+
+def bucketed_batches(
+    rows: Iterable[dict], batch_size: int, seed: int, epoch: int, rank: int, shuffle_buffer: int
+) -> Iterator[list[dict]]:
+    """Group rows into same-bucket batches after a seeded local shuffle. Leftovers are dropped
+    at the end of the epoch (drop_last), as the reference batch sampler does."""
+    rng = np.random.default_rng([seed, epoch, rank])
+    pending: dict[str, list[dict]] = {}
+    buffer: list[dict] = []
+
+    def place(row: dict) -> list[dict] | None:
+        group = pending.setdefault(str(row["bucket"]), [])
+        group.append(row)
+        if len(group) == batch_size:
+            pending[str(row["bucket"])] = []
+            return group
+        return None
+
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) >= max(1, shuffle_buffer):
+            out = place(buffer.pop(int(rng.integers(len(buffer)))))
+            if out is not None:
+                yield out
+    rng.shuffle(buffer)
+    for row in buffer:
+        out = place(row)
+        if out is not None:
+            yield out
+
+
+# ---------------------------------------------------------------- collation
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch. x0: (B, D, C, h, w); role: (B, D) long; y: (B, L, Ct); y_mask: (B, L);
+    drop_text: (B,) bool (caption dropout; perception is dropped inside the model)."""
+
+    x0: torch.Tensor
+    role: torch.Tensor
+    y: torch.Tensor
+    y_mask: torch.Tensor
+    drop_text: torch.Tensor
+    tasks: tuple[str, ...]
+    ids: tuple[str, ...]
+
+    def to(self, device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.x0, self.role, self.y, self.y_mask, self.drop_text)),
+                     self.tasks, self.ids)
+
+
+@dataclass(frozen=True)
+class Collator:
+    latent_channels: int
+    text_channels: int
+    max_tokens: int
+    caption_weights: tuple[dict[str, float], ...]  # per source_index
+    null_text: tuple[np.ndarray, np.ndarray]
+    caption_dropout: float = 0.1
+    num_domains: int = len(ALL_DOMAINS)
+
+    def __call__(self, rows: list[dict], rng: np.random.Generator) -> Batch:
+        """Decode latents, draw roles, choose and drop captions. All randomness comes from `rng`."""
+        x0, roles, ys, masks, drop, tasks = [], [], [], [], [], []
+        for row in rows:
+            present = np.frombuffer(row["present"], np.uint8).astype(bool)
+            z = np.frombuffer(row["latents"], np.float16).astype(np.float32)
+            x0.append(z.reshape(self.num_domains, self.latent_channels, int(row["latent_h"]), int(row["latent_w"])))
+            task, role = sample_roles(present, rng)
+            models = list(row["caption_models"] or [])
+            weights = self.caption_weights[int(row.get("source_index") or 0)]
+            pick = choose_caption(models, weights, rng)
+            dropped = pick is None or rng.random() < self.caption_dropout
+            if dropped:
+                emb, mask = self.null_text
+            else:
+                raw = np.frombuffer(row["caption_embs"][pick], np.float16).astype(np.float32)
+                emb, mask = _pad_tokens(raw.reshape(-1, self.text_channels), self.max_tokens)
+            ys.append(emb)
+            masks.append(mask)
+            roles.append(role)
+            drop.append(dropped or drops_text(task))
+            tasks.append(task)
+        return Batch(
+            x0=torch.from_numpy(np.stack(x0)),
+            role=torch.from_numpy(np.stack(roles)),
+            y=torch.from_numpy(np.stack(ys)),
+            y_mask=torch.from_numpy(np.stack(masks)),
+            drop_text=torch.tensor(drop),
+            tasks=tuple(tasks),
+            ids=tuple(str(r["id"]) for r in rows),
+        )
+
+
+def _pad_tokens(emb: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, C) real tokens -> (length, C) zero-padded and its mask; longer captions are cut at `length`
+    (the reference keeps 300 tokens)."""
+    n = min(len(emb), length)
+    out = np.zeros((length, emb.shape[1]), dtype=np.float32)
+    out[:n] = emb[:n]
+    mask = np.zeros(length, dtype=bool)
+    mask[:n] = True
+    return out, mask
