@@ -221,7 +221,8 @@ def dataset_card(prepared: PreparedFolder, cfg: PublishConfig) -> str:
     if prepared.provenance:
         lines += ["| domain | annotator | model | revision | parameters | records |", "|---|---|---|---|---|---|"]
         for (domain, annotator, model_id, revision, params), n in sorted(prepared.provenance.items(), key=str):
-            lines.append(f"| {domain} | {annotator} | {model_id or '-'} | {revision or '-'} | `{params}` | {n} |")
+            cells = [domain, annotator, model_id or "-", revision or "-", f"`{params}`", str(n)]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     else:
         lines.append("The source carried no per-record provenance (a Joint folder); see its own card.")
     lines += ["", "## Inputs that did not become records", ""]
