@@ -186,9 +186,10 @@ class TextEncoder:
         keep = [0, *range(emb.shape[1] - self.max_length + 1, emb.shape[1])]
         return emb[:, keep], mask[:, keep]
 
-    def null_embedding(self, batch: int = 1) -> tuple[Tensor, Tensor]:
-        """Encoding of "" without the CHI prefix (Sana's null caption / negative prompt) -> (B, L, C), (B, L)."""
-        emb, mask = self._run([""], self.max_length)
+    def null_embedding(self, batch: int = 1, negative_prompt: str = "") -> tuple[Tensor, Tensor]:
+        """Encoding of "" (or of a negative prompt) without the CHI prefix, as Sana's null caption and
+        diffusers' negative prompt are encoded -> (B, L, C), (B, L)."""
+        emb, mask = self._run([negative_prompt], self.max_length)
         return emb.expand(batch, -1, -1), mask.expand(batch, -1)
 
 

@@ -9,6 +9,7 @@ the released checkpoint's parameter names and shapes exactly, so `Jodi.pth` load
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from jodi.blocks import (
     TimestepEmbedder,
     sincos_2d,
 )
+from jodi.codecs import WeightsUnavailableError
 from schemas import ALL_DOMAINS
 
 GENERATE, CONDITION, IGNORE = 0, 1, 2  # Jodi `model/nets/jodi.py`: "0: generated, 1: condition, 2: null"
@@ -181,14 +183,23 @@ def build_model(preset: str | JodiConfig) -> Jodi:
 def _resolve(path: str) -> str:
     """Local path, or `hf://<org>/<repo>/<file>[@revision]` downloaded through huggingface_hub."""
     if not path.startswith("hf://"):
-        return path
+        if not Path(path).expanduser().is_file():
+            raise WeightsUnavailableError(f"Jodi weights: no such file '{path}'")
+        return str(Path(path).expanduser())
     from huggingface_hub import hf_hub_download
 
     spec, _, revision = path[len("hf://"):].partition("@")
     parts = spec.split("/")
     if len(parts) < 3:
         raise ValueError(f"expected hf://<org>/<repo>/<file>[@revision], got {path!r}")
-    return hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), revision=revision or None)
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    try:
+        return hf_hub_download(repo, filename, revision=revision or None)
+    except Exception as exc:  # noqa: BLE001 - the hub raises many classes; all mean "not available here"
+        raise WeightsUnavailableError(
+            f"Jodi weights: '{path}' is not in the local Hugging Face cache and could not be downloaded; run "
+            f"`huggingface-cli download {repo} {filename}` where the Hub is reachable, or pass a local file"
+        ) from exc
 
 
 def read_state_dict(path: str) -> dict[str, Tensor]:
