@@ -1,0 +1,121 @@
+"""Monocular depth on transformers' depth-estimation heads: Depth Anything V2, ZoeDepth, MiDaS (DPT).
+
+Joint-1.6M's depth maps are relative inverse depth, near = bright (../shared/reference/jodi.md
+§3), which is what Depth Anything V2 and MiDaS predict. ZoeDepth predicts metric depth in
+metres; it is inverted here so that every preset returns "larger = nearer".
+
+All three share one model call, `AutoModelForDepthEstimation(pixel_values).predicted_depth`;
+they differ only in what their hub processor config does before it (normalisation,
+fixed input size, ZoeDepth's reflect padding), which is preset data below. The base class
+resizes to the working size; normalisation and padding run here on the device, batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from annotators.base import Annotator, AnnotatorConfig
+from annotators.loading import load_pretrained
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class DepthConfig(AnnotatorConfig):
+    """A transformers depth-estimation checkpoint and the preprocessing of its hub processor config."""
+
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    # The model takes exactly resolution x resolution (DPT-Hybrid's position embeddings are not interpolated).
+    square: bool = False
+    # ZoeDepth pads int(sqrt(side / 2) * 3) px by reflection against border artefacts (ZoeDepthImageProcessor);
+    # here `side` is the working size (the processor uses the input size, before its resize).
+    reflect_pad: bool = False
+    # The model predicts metric depth (larger = farther): return its inverse so that near = large.
+    metric: bool = False
+    min_depth: float = 1e-3  # metres; clamps metric depth before inverting
+
+
+class TransformersDepth(Annotator):
+    """Relative inverse depth (float HxW, larger = nearer) from a transformers depth-estimation model."""
+
+    domain = "depth"
+
+    def __init__(self, config: DepthConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        import torch
+        from transformers import AutoModelForDepthEstimation
+
+        model = load_pretrained(
+            AutoModelForDepthEstimation.from_pretrained, type(self).__name__, config.model_id, config.revision
+        )
+        self.model = model.eval().to(device)
+        self._mean = torch.tensor(config.image_mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(config.image_std, device=device).view(1, 3, 1, 1)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+
+        cfg = self.config
+        if cfg.square:
+            x = F.interpolate(x, size=(cfg.resolution, cfg.resolution), mode="bicubic", align_corners=False).clamp(0, 1)
+        pad_h = pad_w = 0
+        if cfg.reflect_pad:
+            pad_h, pad_w = (int((side / 2) ** 0.5 * 3) for side in x.shape[-2:])
+            x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+        pixel_values = (x - self._mean) / self._std
+        depth = self.model(pixel_values=pixel_values).predicted_depth.unsqueeze(1).float()
+        if pad_h or pad_w:
+            # The prediction may be at another scale than the padded input: crop the same fraction.
+            sy, sx = depth.shape[-2] / x.shape[-2], depth.shape[-1] / x.shape[-1]
+            ch, cw = round(pad_h * sy), round(pad_w * sx)
+            depth = depth[..., ch : depth.shape[-2] - ch, cw : depth.shape[-1] - cw]
+        if cfg.metric:
+            depth = 1.0 / depth.clamp_min(cfg.min_depth)
+        return depth
+
+
+# ----- presets ------------------------------------------------------------------------------------
+# Depth Anything V2 (model cards depth-anything/Depth-Anything-V2-*-hf): DINOv2 backbone with
+# 14 px patches, processor short side 518 keeping aspect, ImageNet mean/std; relative disparity.
+# Revisions are "main": no verified commit hash was available offline; pin one when mirroring.
+
+
+def depth_anything_v2(size: str) -> DepthConfig:
+    return DepthConfig(
+        model_id=f"depth-anything/Depth-Anything-V2-{size}-hf",
+        revision="main",
+        resolution=518,
+        multiple_of=14,
+        max_batch=8,
+    )
+
+
+# Intel/zoedepth-nyu-kitti: BEiT-L/16 at 384 (processor 384x512 keeping aspect, multiple of 32),
+# mean/std 0.5, reflect padding; metric depth in metres -> inverted.
+ZOEDEPTH = DepthConfig(
+    model_id="Intel/zoedepth-nyu-kitti",
+    revision="main",
+    resolution=384,
+    multiple_of=32,
+    max_batch=8,
+    image_mean=HALF,
+    image_std=HALF,
+    reflect_pad=True,
+    metric=True,
+)
+
+# Intel/dpt-hybrid-midas = MiDaS v3 DPT-Hybrid (the ControlNet "depth_midas" model): a fixed
+# 384x384 input (processor keep_aspect_ratio=False), mean/std 0.5; relative inverse depth.
+MIDAS = DepthConfig(
+    model_id="Intel/dpt-hybrid-midas",
+    revision="main",
+    resolution=384,
+    multiple_of=32,
+    max_batch=8,
+    image_mean=HALF,
+    image_std=HALF,
+    square=True,
+)
