@@ -15,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--license", default="other", help="license id for the card (default: other)")
     parser.add_argument("--pretty-name", help="title of the dataset card")
     parser.add_argument("--preview-samples", type=int, default=6, help="records in preview.png")
+    parser.add_argument("--no-validate", action="store_true", help="skip decoding every record before upload")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.publish import PublishConfig, publish, summary_json
-    from pipeline.validate import validate
 
     cfg = PublishConfig(
         source=args.source,
@@ -31,20 +31,13 @@ def run(args: argparse.Namespace) -> int:
         license=args.license,
         pretty_name=args.pretty_name,
         preview_samples=args.preview_samples,
+        validate=not args.no_validate,
     )
     try:
-        if args.dry_run:
-            # Build, then check the folder exactly as it would be uploaded.
-            prepared = publish(cfg)
-            report = validate(prepared.path)
-            print(report.format())
-            if not report.ok:
-                return 1
-        else:
-            prepared = publish(cfg)
+        prepared, report = publish(cfg)
     except (RuntimeError, ValueError, OSError) as e:
         print(f"jodi publish: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(summary_json(prepared))
-    return 0
+    return 0 if report.ok else 1

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.convert import ShardConfig, WriteStats, write_parquet
 from pipeline.preview import contact_sheet
+from pipeline.validate import ValidationReport, validate
 from schemas.domains import LABEL_DOMAINS, annotation_key
 from schemas.joint import detect_layout, iter_records, metadata_files, parquet_files
 from schemas.record import SCHEMA_VERSION, LabeledRecord, huggingface_features
@@ -34,6 +35,8 @@ from schemas.record import SCHEMA_VERSION, LabeledRecord, huggingface_features
 MAX_FILES_PER_FOLDER = 10_000
 MAX_FILES_TOTAL = 100_000
 # `size_categories` values the Hub understands, by upper bound.
+# Everything an upload folder may hold: what `prepare_folder` writes and the Hub client's resume cache.
+STAGING_ENTRIES = ("README.md", "preview.png", "data", ".cache", ".gitattributes")
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
 
@@ -53,6 +56,7 @@ class PublishConfig:
     license: str = "other"  # the source images' license decides; "other" until the user says
     pretty_name: str | None = None
     preview_samples: int = 6
+    validate: bool = True  # decode-check every record before uploading; slow for millions of images
     shards: ShardConfig = ShardConfig()
 
     @property
@@ -129,14 +133,30 @@ def size_category(n: int) -> str:
     return next((name for bound, name in SIZE_CATEGORIES if n < bound), "n>1M")
 
 
+def _clear_staging(out: Path) -> None:
+    """Empty a previous upload folder, refusing any folder that holds files this module did not write.
+
+    `.cache/` is kept: huggingface_hub keeps its resume state for an interrupted upload there.
+    """
+    if not out.exists():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if entries - set(STAGING_ENTRIES):
+        raise ValueError(f"refusing to clear {out}: it holds {sorted(entries - set(STAGING_ENTRIES))}; pick --staging")
+    for name in entries - {".cache"}:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink()
+
+
 def prepare_folder(cfg: PublishConfig) -> PreparedFolder:
     """Build the upload folder: Parquet shards per split, preview, card. Rebuilt from scratch each time
     (the Hub side of an interrupted upload resumes; the local folder is cheap to rebuild)."""
     source, out = Path(cfg.source), cfg.staging_path
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise ValueError(f"staging folder {out} must not be inside the source {source}")
-    if out.exists():
-        shutil.rmtree(out)
+    _clear_staging(out)
     prepared = PreparedFolder(path=out, errors=error_counts(source))
     keep: list[LabeledRecord] = []
     for split in _source_splits(source):
@@ -265,22 +285,29 @@ def upload(folder: Path, repo_id: str, private: bool = False, api=None) -> str:
     return str(url)
 
 
-def publish(cfg: PublishConfig, log: Callable[[str], None] = print) -> PreparedFolder:
-    """Prepare the folder; upload it unless `cfg.dry_run`. Raises on a failed upload (message redacted)."""
+def publish(cfg: PublishConfig, log: Callable[[str], None] = print) -> tuple[PreparedFolder, ValidationReport]:
+    """Prepare the folder, validate it as it will be uploaded, then upload unless `cfg.dry_run`.
+
+    Nothing is uploaded when validation finds a problem (the report says what). A failed upload
+    raises `RuntimeError` with a one-line, redacted message.
+    """
     prepared = prepare_folder(cfg)
     log(
         f"prepared {prepared.path}: {prepared.records} records in "
         + ", ".join(f"{s}={w.records} ({len(w.files)} shards)" for s, w in prepared.splits.items())
     )
-    if cfg.dry_run:
-        log("dry run: nothing uploaded")
-        return prepared
+    report = validate(prepared.path) if cfg.validate else ValidationReport(str(prepared.path), ["parquet"])
+    if cfg.validate:
+        log(report.format())
+    if cfg.dry_run or not report.ok:
+        log("dry run: nothing uploaded" if report.ok else "validation failed: nothing uploaded")
+        return prepared, report
     try:
         url = upload(prepared.path, cfg.repo_id, cfg.private)
     except Exception as e:  # network, auth, quota: one redacted line, never a traceback with headers
         raise RuntimeError(redact(f"upload to {cfg.repo_id} failed: {type(e).__name__}: {e}")) from None
     log(f"uploaded to {url}")
-    return prepared
+    return prepared, report
 
 
 def summary_json(prepared: PreparedFolder) -> str:

@@ -231,7 +231,7 @@ def detect_layout(path: str | Path) -> str:
     """"parquet" when the path holds record shards, else "joint" when it has metadata; a label-job
     output has both and reads as Parquet (it carries provenance and sources the folder does not)."""
     path = Path(path)
-    if parquet_files(path) if path.exists() else False:
+    if path.exists() and parquet_files(path):
         return "parquet"
     if path.is_dir() and metadata_files(path):
         return "joint"

@@ -209,6 +209,7 @@ def test_joint_folder_loads_as_imagefolder(tmp_path, records):
     assert list(iter_joint(tmp_path / "joint")) == [
         LabeledRecord(**{**r.__dict__, "source": f"image/{r.id}.jpg", "provenance": ()}) for r in records
     ]
+    assert validate(tmp_path / "joint").ok  # the extra keys are allowed
     ds = datasets.load_dataset(
         "imagefolder", data_dir=str(tmp_path / "joint"), split="train", cache_dir=str(tmp_path / "cache")
     )
@@ -375,6 +376,19 @@ def test_publish_dry_run_card_no_network_no_token(tmp_path, records, monkeypatch
     assert check_hub_layout(staging) == 3
     with pytest.raises(HubLayoutError, match="more than 2 files"):
         check_hub_layout(staging, per_folder=2)
+
+
+def test_publish_refuses_broken_data_and_foreign_staging(tmp_path, records, monkeypatch, capsys):
+    bad = LabeledRecord(**{**records[0].__dict__, "labels": {"seg_12colors": records[0].labels["depth"]}})
+    write_parquet([bad, records[1]], tmp_path / "src" / "data")
+    _no_network(monkeypatch)  # not a dry run: validation must stop it before any upload
+    assert jodi(["publish", str(tmp_path / "src"), "--repo-id", "u/n", "--staging", str(tmp_path / "hub")]) == 1
+    assert "validation failed: nothing uploaded" in capsys.readouterr().out
+    foreign = tmp_path / "home"
+    (foreign / "notes.txt").parent.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert jodi(["publish", str(tmp_path / "src"), "--repo-id", "u/n", "--staging", str(foreign), "--dry-run"]) == 1
+    assert "refusing to clear" in capsys.readouterr().err and (foreign / "notes.txt").exists()
 
 
 class _EchoAuthHub(http.server.BaseHTTPRequestHandler):
