@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from PIL import Image
 from schemas.domains import IMAGE, LABEL_DOMAINS, annotation_key, relative_path
 from schemas.encoding import palette_only
 from schemas.joint import (
+    JointEntry,
     JointFormatError,
     check_schema_version,
     metadata_files,
@@ -156,7 +160,56 @@ def check_files(files: dict[str, bytes], height: int, width: int) -> list[tuple[
     return found
 
 
-def _validate_joint(root: Path, report: ValidationReport, ids: Counter, limit: int | None) -> None:
+class _Pool:
+    """Runs per-record file checks on threads in order-kept chunks: decoding and numpy release the GIL,
+    so a validation of millions of files uses every core. Each job returns (problems, label domains)."""
+
+    CHUNK = 64
+
+    def __init__(self, report: ValidationReport, workers: int) -> None:
+        self.report, self.pending = report, []
+        self.executor = ThreadPoolExecutor(max_workers=max(1, workers))
+
+    def submit(self, fn: Callable[..., tuple[list[Problem], list[str]]], *args) -> None:
+        self.pending.append((fn, args))
+        if len(self.pending) >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        for problems, domains in self.executor.map(lambda job: job[0](*job[1]), self.pending):
+            self.report.problems += problems
+            self.report.domains.update(domains)
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.executor.shutdown()
+
+
+def _findings(where: str, files: dict[str, bytes], height: int, width: int, names: dict[str, str]):
+    problems = [Problem(f"{where} ({names[d]})", c, detail) for d, c, detail in check_files(files, height, width)]
+    return problems, [d for d in files if d != IMAGE]
+
+
+def _check_entry(entry: JointEntry, where: str) -> tuple[list[Problem], list[str]]:
+    """Read and check one metadata line's files (runs on a worker thread)."""
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    for domain, rel in entry.files.items():
+        try:
+            files[domain] = entry.read(domain)
+        except UnsafePathError as e:
+            problems.append(Problem(where, "unsafe_path", str(e)))
+        except FileNotFoundError:
+            problems.append(Problem(where, "missing_file", f"{domain}: {rel} does not exist"))
+        except OSError as e:
+            problems.append(Problem(where, "missing_file", f"{domain}: {rel}: {e.strerror}"))
+    found, domains = _findings(where, files, entry.height, entry.width, entry.files)
+    return problems + found, domains
+
+
+def _validate_joint(root: Path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
+    ids: Counter = Counter()
     for split, meta_path in metadata_files(root).items():
         with open(meta_path, encoding="utf-8") as f:
             for n, text in enumerate(f, start=1):
@@ -180,24 +233,13 @@ def _validate_joint(root: Path, report: ValidationReport, ids: Counter, limit: i
                 for key in entry.unknown_keys:
                     if key.startswith("annotation_"):
                         report.add(where, "schema", f"unknown label key {key!r}")
-                files: dict[str, bytes] = {}
-                for domain, rel in entry.files.items():
-                    try:
-                        files[domain] = entry.read(domain)
-                    except UnsafePathError as e:
-                        report.add(where, "unsafe_path", str(e))
-                    except FileNotFoundError:
-                        report.add(where, "missing_file", f"{domain}: {rel} does not exist")
-                    except OSError as e:
-                        report.add(where, "missing_file", f"{domain}: {rel}: {e.strerror}")
-                report.domains.update(d for d in files if d != IMAGE)
-                for domain, check, detail in check_files(files, entry.height, entry.width):
-                    report.add(f"{where} ({entry.files[domain]})", check, detail)
+                pool.submit(_check_entry, entry, where)
 
 
-def _validate_parquet(path: Path, report: ValidationReport, ids: Counter, limit: int | None) -> None:
+def _validate_parquet(path: Path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
     import pyarrow.parquet as pq
 
+    ids: Counter = Counter()
     for shards in parquet_files(path).values():
         for shard in shards:
             try:
@@ -216,11 +258,11 @@ def _validate_parquet(path: Path, report: ValidationReport, ids: Counter, limit:
                 for row in batch.to_pylist():
                     if limit is not None and report.records >= limit:
                         return
-                    _check_row(row, f"{shard.name}:row {row_no}", report, ids)
+                    _check_row(row, f"{shard.name}:row {row_no}", report, ids, pool)
                     row_no += 1
 
 
-def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter) -> None:
+def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter, pool: _Pool) -> None:
     report.records += 1
     rid, info = row.get("id"), row.get("info") or {}
     if not rid or row.get(IMAGE) is None or not info.get("height") or not info.get("width"):
@@ -235,26 +277,31 @@ def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter) ->
         if value.get("path") and value["path"] != relative_path(domain, rid):
             report.add(where, "schema", f"{domain} path {value['path']!r} != {relative_path(domain, rid)!r}")
     data = {d: v.get("bytes") or b"" for d, v in files.items()}
-    report.domains.update(d for d in data if d != IMAGE)
-    for domain, check, detail in check_files(data, info["height"], info["width"]):
-        report.add(f"{where} ({domain})", check, detail)
+    pool.submit(_findings, where, data, info["height"], info["width"], {d: d for d in data})
 
 
-def validate(path: str | Path, max_records: int | None = None) -> ValidationReport:
-    """Check every record of a dataset (Joint folder, Parquet shards, or a label-job output holding both)."""
+def validate(path: str | Path, max_records: int | None = None, workers: int | None = None) -> ValidationReport:
+    """Check every record of a dataset (Joint folder, Parquet shards, or a label-job output holding both).
+
+    `workers` threads decode files (default: the CPU count, at most 8)."""
     path = Path(path)
     report = ValidationReport(path=str(path))
     if not path.exists():
         report.add(str(path), "schema", "path does not exist")
         return report
+    workers = workers or min(8, os.cpu_count() or 1)
     if parquet_files(path):
         report.layouts.append("parquet")
-        _validate_parquet(path, report, Counter(), max_records)
+        pool = _Pool(report, workers)
+        _validate_parquet(path, report, pool, max_records)
+        pool.close()
     if path.is_dir() and metadata_files(path):
         report.layouts.append("joint")
         before = (report.records, report.domains)
         report.records, report.domains = 0, Counter()
-        _validate_joint(path, report, Counter(), max_records)
+        pool = _Pool(report, workers)
+        _validate_joint(path, report, pool, max_records)
+        pool.close()
         if before[0]:
             # A label-job output: both layouts describe the same records; count once, flag disagreement.
             if before[0] != report.records and max_records is None:
