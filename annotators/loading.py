@@ -77,5 +77,6 @@ def _looks_like_missing_weights(exc: BaseException) -> bool:
         "connection",
         "not found in cache",
         "we couldn't",
+        "not fully cached",  # diffusers DiffusionPipeline.from_pretrained with HF_HUB_OFFLINE=1
     )
     return any(n in text for n in needles)
