@@ -166,6 +166,8 @@ class JodiPipeline:
                 pixels = cover_crop(to_tensor(conditions[d]), bh, bw)
                 clean[0, i] = self.codec.encode(pixels[None]).cpu()[0]
 
+        if IMAGE in conditions:  # perception: labels are independent of text given the image (paper App. B)
+            prompt = ""
         text = self.text_encoder.encode([prompt])
         null = self.text_encoder.null_embedding(1, negative_prompt)
         generator = torch.Generator().manual_seed(seed)
