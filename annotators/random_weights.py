@@ -57,3 +57,10 @@ from annotators import depth_seg_random as _depth_seg  # noqa: E402
 RANDOM_CHECKPOINTS.update(_depth_seg.RANDOM)
 BASELINES.update(_depth_seg.BASELINE)
 # --- end depth and segmentation ---
+
+# --- pose and normalbae (annotators/pose_random.py) ---
+from annotators import pose_random as _pose  # noqa: E402
+
+RANDOM_CHECKPOINTS.update(_pose.RANDOM)
+BASELINES.update(_pose.BASELINE)
+# --- end pose and normalbae ---

@@ -90,6 +90,21 @@ REGISTRY.update(
 DOMAIN_DEFAULTS.update({"depth": "depth_anything_v2_large", "seg_12colors": "oneformer_ade20k"})
 # --- end depth and segmentation ---
 
+# --- pose and normalbae (annotators/pose.py, normal_bae.py) ---
+from annotators.normal_bae import NormalBae, NormalBaeConfig  # noqa: E402
+from annotators.pose import OpenposeAnnotator, OpenposeConfig  # noqa: E402
+
+REGISTRY.update(
+    {
+        "openpose": (OpenposeAnnotator, OpenposeConfig()),
+        "openpose_full": (OpenposeAnnotator, OpenposeConfig(include_hands=True, include_face=True)),
+        "normalbae": (NormalBae, NormalBaeConfig()),
+    }
+)
+# Joint-1.6M labels poses with OpenPose (CMU), body only (jodi.md §2).
+DOMAIN_DEFAULTS.update({"openpose": "openpose"})
+# --- end pose and normalbae ---
+
 # ==== end of sections ====
 
 

@@ -1,0 +1,342 @@
+"""OpenPose (CMU) body, and body + hands + face, on controlnet_aux's networks with batched forwards.
+
+Joint-1.6M's openpose labels are "OpenPose (CMU)" skeletons (../shared/reference/jodi.md §2):
+the coloured COCO-18 stick figure on black, absent when nobody is in the picture.
+controlnet_aux's `OpenposeDetector` runs the body CNN one image at a time and does all
+post-processing on the CPU in numpy. Here the CNN runs once per batch of same-size images,
+the heatmap/PAF upsampling, smoothing and peak finding stay on the device, and only the
+peaks and the few PAF values the grouping reads come back to the host (two small copies per batch).
+Grouping (annotators/pose_grouping.py) and drawing (controlnet_aux's own `draw_poses`) are per image.
+
+Constants follow controlnet_aux `open_pose/body.py`, `hand.py` and `face.py`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotators.base import AnnotationError, Annotator, AnnotatorConfig, check_image, working_size
+from annotators.loading import hub_file
+from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
+
+# lllyasviel/Annotators pinned at the commit ComfyUI's controlnet_aux mirrors use (holds
+# body_pose_model.pth, hand_pose_model.pth, facenet.pth and scannet.pt).
+ANNOTATORS_REPO = "lllyasviel/Annotators"
+ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
+INSTALL_HINT = "the openpose/normalbae annotators need controlnet_aux: pip install 'controlnet-aux==0.0.10'"
+
+BOXSIZE = 368  # CMU's network box size; every scale below is a fraction of it
+STRIDE = 8  # output stride of the OpenPose CNNs
+
+
+@dataclass(frozen=True)
+class OpenposeConfig(AnnotatorConfig):
+    """OpenPose settings. `resolution` is controlnet_aux's detect_resolution: the short side at which
+    heatmaps are upsampled and peaks are found; the body CNN itself runs at `net_height`."""
+
+    model_id: str | None = ANNOTATORS_REPO
+    revision: str | None = ANNOTATORS_REVISION
+    resolution: int = 512
+    multiple_of: int = 1
+    max_batch: int = 16
+    net_height: int = 184  # controlnet_aux Body: scale_search [0.5] x boxsize 368 / image height
+    peak_threshold: float = 0.1  # `thre1`: smoothed heatmap value a part peak must exceed
+    paf_threshold: float = 0.05  # `thre2`: PAF alignment a limb sample must exceed
+    # Canvas short side for controlnet_aux's fixed 4-px sticks/circles, then resized to the input:
+    # Joint's sample (1916x1024) has 32-px joint circles, i.e. the 9-px circle drawn at ~288 and upscaled.
+    draw_resolution: int = 288
+    include_hands: bool = False
+    include_face: bool = False
+    hand_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # controlnet_aux Hand scale_search
+    hand_threshold: float = 0.05
+    face_size: int = 384  # controlnet_aux Face resizes each face crop to 384x384
+    face_threshold: float = 0.05
+    # Guard against plateaus (blank or synthetic images): keep the strongest peaks of each part.
+    # Trained networks give a handful per part; without a cap a flat map makes every pixel a peak.
+    max_peaks_per_part: int = 64
+
+
+class OpenposeAnnotator(Annotator):
+    """COCO-18 body skeleton (optionally with hands and face) rendered on black; None when no person."""
+
+    domain = "openpose"
+    out_channels = 3
+
+    def __init__(self, config: OpenposeConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        import torch
+
+        try:
+            from controlnet_aux.open_pose import util
+            from controlnet_aux.open_pose.face import FaceNet
+            from controlnet_aux.open_pose.model import bodypose_model, handpose_model
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(INSTALL_HINT) from exc
+
+        def load(filename: str) -> dict:
+            path = hub_file(self.name, config.model_id, filename, config.revision)
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+        # The .pth files name layers without the Sequential prefix; controlnet_aux's `transfer` maps them.
+        self.body = bodypose_model()
+        self.body.load_state_dict(util.transfer(self.body, load("body_pose_model.pth")))
+        self.body = self.body.eval().to(device)
+        self.hand = self.face = None
+        if config.include_hands:
+            self.hand = handpose_model()
+            self.hand.load_state_dict(util.transfer(self.hand, load("hand_pose_model.pth")))
+            self.hand = self.hand.eval().to(device)
+        if config.include_face:
+            self.face = FaceNet()
+            self.face.load_state_dict(load("facenet.pth"))
+            self.face = self.face.eval().to(device)
+
+    # ----- the batched network call -----------------------------------------------------------
+    def forward(self, x):
+        """x: float Bx3xhxw RGB in [0, 1] (h, w multiples of 8) -> (PAFs Bx38, heatmaps Bx19) at h/8 x w/8."""
+        pafs, heatmaps = self.body(_openpose_input(x))
+        return pafs.float(), heatmaps.float()
+
+    # ----- labelling --------------------------------------------------------------------------
+    def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | AnnotationError | None]:
+        import torch
+
+        for img in images:
+            check_image(img)
+        out: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, img in enumerate(images):
+            groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
+        with torch.inference_mode(), self._autocast():
+            for detect, idx in groups.items():
+                for start in range(0, len(idx), self.config.max_batch):
+                    chunk = idx[start : start + self.config.max_batch]
+                    poses = self._detect_batch([images[i] for i in chunk], detect)
+                    for i, people in zip(chunk, poses):
+                        out[i] = self._render(people, images[i].shape[:2]) if people else None
+        return out
+
+    def _detect_batch(self, images: list[np.ndarray], detect: tuple[int, int]) -> list[list]:
+        """Poses (controlnet_aux PoseResult, coordinates in [0, 1]) of same-detect-size images."""
+        import torch.nn.functional as F
+
+        h_d, w_d = detect
+        net = (self.config.net_height, max(1, int(w_d * self.config.net_height / h_d)))
+        x = self._to_tensor(images, net)
+        pad = (0, -net[1] % STRIDE, 0, -net[0] % STRIDE)
+        # Pad right/bottom to the stride with grey 128, which is 0 after OpenPose's normalisation.
+        pafs, heat = self.forward(F.pad(x, pad, value=128.0 / 255.0))
+        pafs, heat = _to_detect(pafs, net, detect), _to_detect(heat[:, :NUM_PARTS], net, detect)
+        peaks = _find_peaks(heat, self.config.peak_threshold, self.config.max_peaks_per_part)
+        people = _group_batch(peaks, pafs, h_d, self.config.paf_threshold)
+        wants_crops = (self.hand is not None or self.face is not None) and any(people)
+        crops = self._to_tensor(images, detect) if wants_crops else None
+        return [self._pose_results(p, pk, crops, b, detect) for b, (p, pk) in enumerate(zip(people, peaks))]
+
+    def _pose_results(self, people, peaks: Peaks, image, b: int, detect: tuple[int, int]) -> list:
+        from controlnet_aux.open_pose import PoseResult
+        from controlnet_aux.open_pose.body import BodyResult, Keypoint
+
+        h_d, w_d = detect
+        results = []
+        for ids in people:
+            pixel = [Keypoint(*map(float, peaks.xy[i])) if i >= 0 else None for i in ids]
+            body = BodyResult(keypoints=pixel, total_score=0.0, total_parts=int((ids >= 0).sum()))
+            left = right = face = None
+            if self.hand is not None:
+                left, right = self._hands(body, image[b], detect)
+            if self.face is not None:
+                face = self._face(body, image[b], detect)
+            norm = [Keypoint(k.x / w_d, k.y / h_d) if k is not None else None for k in pixel]
+            results.append(PoseResult(BodyResult(norm, body.total_score, body.total_parts), left, right, face))
+        return results
+
+    # ----- hands and face (openpose_full) -----------------------------------------------------
+    def _hands(self, body, image, detect):
+        """(left, right) hand keypoints in [0, 1] or None; every scale of every hand crop in one batch."""
+        import torch
+        import torch.nn.functional as F
+        from controlnet_aux.open_pose import util
+        from controlnet_aux.open_pose.body import Keypoint
+
+        boxes = util.handDetect(body, np.empty((*detect, 3), np.uint8))
+        if not boxes:
+            return None, None
+        crops = [_gaussian_blur(image[None, :, y : y + w, x : x + w], 0.8, radius=3) for x, y, w, _ in boxes]
+        avg = 0.0
+        for scale in self.config.hand_scales:
+            size = max(STRIDE, round(scale * BOXSIZE / STRIDE) * STRIDE)  # 184, 368, 552, 736 by default
+            batch = torch.cat([F.interpolate(c, size=(size, size), mode="bilinear", antialias=True) for c in crops])
+            heat = self.hand(_openpose_input(batch)).float()
+            heat = F.interpolate(heat, scale_factor=STRIDE, mode="bicubic", align_corners=False)
+            avg = avg + F.interpolate(heat, size=(128, 128), mode="bicubic", align_corners=False)
+        avg = (avg / len(self.config.hand_scales))[:, :21]
+        smooth = _gaussian_blur(avg, 3.0).cpu().numpy()
+        avg = avg.cpu().numpy()
+        h_d, w_d = detect
+        hands = {True: None, False: None}
+        for (x, y, w, is_left), raw, sm in zip(boxes, avg, smooth):
+            keypoints = []
+            for part in range(21):
+                gx, gy = _hand_peak(raw[part], sm[part], self.config.hand_threshold)
+                # Grid -> crop pixels (truncated, as controlnet_aux); a coordinate of 0 means "not found".
+                px, py = int(gx * w / 128), int(gy * w / 128)
+                keypoints.append(Keypoint((px + x) / w_d if px > 0 else -1.0, (py + y) / h_d if py > 0 else -1.0))
+            hands[is_left] = keypoints
+        return hands[True], hands[False]
+
+    def _face(self, body, image, detect):
+        """Face keypoints in [0, 1] (parts above threshold only), or None."""
+        import torch.nn.functional as F
+        from controlnet_aux.open_pose import util
+        from controlnet_aux.open_pose.body import Keypoint
+
+        box = util.faceDetect(body, np.empty((*detect, 3), np.uint8))
+        if box is None:
+            return None
+        x, y, w = box
+        crop = image[None, :, y : y + w, x : x + w]
+        size = self.config.face_size
+        inp = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
+        heat = self.face(_openpose_input(inp))[-1].float()
+        heat = F.interpolate(heat, size=crop.shape[-2:], mode="bilinear", align_corners=True)[0]
+        best, where = heat.flatten(1).max(dim=1)
+        best, where = best.cpu().numpy(), where.cpu().numpy()
+        h_d, w_d = detect
+        width = crop.shape[-1]
+        return [
+            Keypoint((pos % width + x) / w_d, (pos // width + y) / h_d)
+            for val, pos in zip(best, where)
+            if val > self.config.face_threshold
+        ] or None
+
+    # ----- drawing ----------------------------------------------------------------------------
+    def _render(self, poses: list, size: tuple[int, int]) -> np.ndarray:
+        """controlnet_aux's skeleton drawing on a `draw_resolution` canvas, resized to the input's HxW."""
+        import cv2
+        from controlnet_aux.open_pose import draw_poses
+
+        h, w = size
+        ch, cw = working_size(size, self.config.draw_resolution, 1)
+        canvas = draw_poses(poses, ch, cw, draw_body=True, draw_hand=self.hand is not None,
+                            draw_face=self.face is not None)
+        if (ch, cw) != (h, w):
+            shrink = ch * cw > h * w
+            canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return np.ascontiguousarray(canvas, dtype=np.uint8)
+
+
+# ----- device-side helpers --------------------------------------------------------------------
+def _openpose_input(x):
+    """[0, 1] RGB -> the CMU networks' input: BGR, value / 256 - 0.5 (controlnet_aux body/hand/face)."""
+    return x.flip(1) * (255.0 / 256.0) - 0.5
+
+
+def _to_detect(maps, net: tuple[int, int], detect: tuple[int, int]):
+    """Network output at stride 8 -> the detect resolution: x8 upsample, drop the padding, resize.
+
+    controlnet_aux uses Lanczos-4 in OpenCV; bicubic is the closest torch kernel.
+    """
+    import torch.nn.functional as F
+
+    up = F.interpolate(maps.float(), scale_factor=STRIDE, mode="bicubic", align_corners=False)
+    up = up[..., : net[0], : net[1]]
+    return F.interpolate(up, size=detect, mode="bicubic", align_corners=False)
+
+
+def _gaussian_blur(x, sigma: float, radius: int | None = None):
+    """Separable Gaussian of a BxCxHxW tensor with mirrored borders (scipy `gaussian_filter`, truncate 4)."""
+    import torch
+    import torch.nn.functional as F
+
+    r = int(4.0 * sigma + 0.5) if radius is None else radius
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    for dim in (-1, -2):
+        n = x.shape[dim]
+        rr = min(r, n)
+        # scipy's "reflect" mirrors about the edge (d c b a | a b c d); torch's "reflect" does not repeat a.
+        x = torch.cat([x.narrow(dim, 0, rr).flip(dim), x, x.narrow(dim, n - rr, rr).flip(dim)], dim=dim)
+        if rr < r:
+            pad = (r - rr, r - rr) if dim == -1 else (0, 0, r - rr, r - rr)
+            x = F.pad(x, pad, mode="replicate")
+        kernel = k.view(1, 1, 1, -1) if dim == -1 else k.view(1, 1, -1, 1)
+        x = F.conv2d(x, kernel.expand(c, 1, *kernel.shape[2:]), groups=c)
+    return x
+
+
+def _find_peaks(heat, threshold: float, max_per_part: int = 64) -> list[Peaks]:
+    """Local maxima (>= 4 neighbours, zero outside) of the sigma-3 smoothed heatmaps above `threshold`.
+
+    Scores are read on the unsmoothed heatmaps, as in controlnet_aux; one device->host copy per batch.
+    At most `max_per_part` peaks per part are kept (the highest scores, still in raster order).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    smooth = _gaussian_blur(heat, 3.0)
+    p = F.pad(smooth, (1, 1, 1, 1))
+    is_peak = (
+        (smooth >= p[..., :-2, 1:-1])
+        & (smooth >= p[..., 2:, 1:-1])
+        & (smooth >= p[..., 1:-1, :-2])
+        & (smooth >= p[..., 1:-1, 2:])
+        & (smooth > threshold)
+    )
+    idx = is_peak.nonzero()  # rows (b, part, y, x) in lexicographic order = part-major raster order
+    score = heat[idx[:, 0], idx[:, 1], idx[:, 2], idx[:, 3]]
+    rows = torch.cat([idx.double(), score[:, None].double()], dim=1).cpu().numpy()
+    out = []
+    for b in range(heat.shape[0]):
+        r = rows[rows[:, 0] == b]
+        r = np.concatenate([_strongest(r[r[:, 1] == p], max_per_part) for p in range(heat.shape[1])])
+        out.append(Peaks(xy=r[:, [3, 2]].astype(np.int64), score=r[:, 4], part=r[:, 1].astype(np.int64)))
+    return out
+
+
+def _strongest(rows: np.ndarray, k: int) -> np.ndarray:
+    if len(rows) <= k:
+        return rows
+    keep = np.sort(np.argsort(-rows[:, 4], kind="stable")[:k])
+    return rows[keep]
+
+
+def _group_batch(peaks: list[Peaks], pafs, height: int, paf_threshold: float) -> list[list[np.ndarray]]:
+    """Read every PAF sample the grouping needs for the whole batch in one gather, then group per image."""
+    import torch
+
+    plans = [limb_sample_points(p) for p in peaks]
+    lengths = [len(c) for c, _, _ in plans]
+    if sum(lengths) == 0:
+        return [[] for _ in peaks]
+    b = np.concatenate([np.full(n, i, np.int64) for i, n in enumerate(lengths)])
+    c, y, x = (np.concatenate(parts) for parts in zip(*plans))
+    index = [torch.from_numpy(a).to(pafs.device) for a in (b, c, y, x)]
+    both = torch.stack([pafs[index[0], index[1], index[2], index[3]], pafs[index[0], index[1] + 1, index[2], index[3]]])
+    vx, vy = both.double().cpu().numpy()
+    bounds = np.cumsum([0, *lengths])
+    return [
+        group_people(p, vx[s:e], vy[s:e], height, paf_threshold) if e > s else []
+        for p, s, e in zip(peaks, bounds[:-1], bounds[1:])
+    ]
+
+
+def _hand_peak(raw: np.ndarray, smooth: np.ndarray, threshold: float) -> tuple[int, int]:
+    """controlnet_aux Hand: (x, y) on the 128x128 grid of the raw map's argmax inside the strongest
+    connected blob of the smoothed map above `threshold`; (0, 0) when nothing passes."""
+    from skimage.measure import label
+
+    binary = smooth > threshold
+    if not binary.any():
+        return 0, 0
+    blobs, n = label(binary, return_num=True, connectivity=2)
+    sums = np.bincount(blobs.ravel(), weights=raw.ravel(), minlength=n + 1)[1:]
+    keep = np.where(blobs == int(np.argmax(sums)) + 1, raw, 0.0)
+    y, x = np.unravel_index(int(np.argmax(keep)), keep.shape)
+    return int(x), int(y)

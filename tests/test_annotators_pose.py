@@ -1,0 +1,261 @@
+"""openpose, openpose_full and normalbae: real controlnet_aux networks with random weights, tiny images.
+
+A random OpenPose net finds nobody, so the grouping and drawing path is tested on synthetic
+heatmaps and part affinity fields drawn from a known skeleton.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from annotators import random_weights
+from annotators.base import working_size
+from annotators.loading import ModelUnavailableError
+from annotators.pose_grouping import LIMBS, PAF_CHANNELS
+from annotators.registry import DOMAIN_DEFAULTS, REGISTRY, build
+from schemas.codec import decode_file, encode_file
+from schemas.encoding import decode_normal, encode_label
+
+PRESETS = ("openpose", "openpose_full", "normalbae")
+
+# controlnet_aux's joint colours (draw_bodypose), COCO-18 order.
+JOINT_COLOURS = [
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
+    (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
+    (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+]  # fmt: skip
+# A standing person (x, y) in pixels: nose, neck, right arm, left arm, right leg, left leg, eyes, ears.
+PERSON = np.array([
+    (80, 30), (80, 50), (60, 52), (48, 72), (40, 94), (100, 52), (112, 72), (120, 94), (68, 100),
+    (64, 125), (62, 150), (92, 100), (96, 125), (98, 150), (74, 24), (86, 24), (66, 28), (94, 28),
+], dtype=np.float64)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_images(sample_images):
+    """Mixed sizes and aspects, ~50-90 px: the nets are full-size, so the images stay tiny."""
+    return [np.ascontiguousarray(im[::s, ::s]) for im, s in zip(sample_images, (8, 6, 5, 7))]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """One folder per preset with random weights in the hub layout, and the overrides that load them."""
+    root = tmp_path_factory.mktemp("pose_weights")
+    folders = {"openpose": root / "openpose", "openpose_full": root / "openpose", "normalbae": root / "normalbae"}
+    return {name: (folders[name], random_weights.RANDOM_CHECKPOINTS[name](folders[name])) for name in PRESETS}
+
+
+@pytest.fixture(scope="module")
+def annotators(weights):
+    return {name: build(name, **overrides) for name, (_, overrides) in weights.items()}
+
+
+@pytest.fixture(scope="module")
+def outputs(annotators, small_images):
+    """Batched labels, a second batched call, and one call per image, for every preset (computed once)."""
+    result = {}
+    for name, ann in annotators.items():
+        first = ann.annotate(small_images)
+        again = ann.annotate(small_images)
+        single = [ann.annotate([im])[0] for im in small_images]
+        result[name] = (first, again, single)
+    return result
+
+
+# ----- registry and loading -------------------------------------------------------------------
+
+
+def test_presets_registered_with_joint_default():
+    assert DOMAIN_DEFAULTS["openpose"] == "openpose"
+    for name in PRESETS:
+        cls, config = REGISTRY[name]
+        assert config.model_id == "lllyasviel/Annotators" and len(config.revision) == 40
+        assert name in random_weights.RANDOM_CHECKPOINTS and name in random_weights.BASELINES
+    assert REGISTRY["openpose_full"][1].include_hands and REGISTRY["openpose_full"][1].include_face
+    assert REGISTRY["normalbae"][0].domain == "normal"
+
+
+@pytest.mark.parametrize("name", ["openpose", "normalbae"])
+def test_missing_weights_give_one_line_error(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError) as err:
+        build(name, model_id="no-such-org/no-such-annotators")
+    message = str(err.value)
+    assert "no-such-org/no-such-annotators" in message and "\n" not in message
+
+
+# ----- every preset on real images -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_shapes_types_and_determinism(name, outputs, small_images):
+    first, again, single = outputs[name]
+    assert len(first) == len(small_images)
+    for label, label2, alone, image in zip(first, again, single, small_images):
+        if name.startswith("openpose"):
+            # Random weights find nobody: Joint omits the label.
+            assert label is None and label2 is None and alone is None
+            continue
+        assert label.shape == (*image.shape[:2], 3) and label.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(label, axis=-1), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(label, label2)  # deterministic
+        np.testing.assert_allclose(label, alone, atol=2e-3)  # batching does not change a label
+
+
+def test_normal_encoding_matches_joint(outputs, joint_example):
+    """Stored normals decode to unit vectors, as Joint's own files do."""
+    label = outputs["normalbae"][0][0]
+    stored = decode_file(encode_file("normal", encode_label("normal", label)), "RGB")
+    assert stored.dtype == np.uint8 and stored.shape == label.shape
+    ours = np.linalg.norm(decode_normal(stored), axis=-1).mean()
+    theirs = np.mean(
+        [
+            np.linalg.norm(decode_normal(decode_file(p.read_bytes(), "RGB")), axis=-1).mean()
+            for p in sorted((joint_example / "annotation_normal").glob("*.jpg"))
+        ]
+    )
+    assert abs(ours - 1.0) < 0.01 and abs(theirs - 1.0) < 0.01
+
+
+def test_joint_normal_axes_are_what_flip_x_targets(joint_example):
+    """Joint: ground (image bottom) points up (G > 128), surfaces face the camera (B > 128)."""
+    for path in sorted((joint_example / "annotation_normal").glob("*.jpg")):
+        n = decode_normal(decode_file(path.read_bytes(), "RGB"))
+        h = n.shape[0]
+        assert n[..., 2].mean() > 0.4
+        assert n[-h // 8 :, :, 1].mean() > n[: h // 8, :, 1].mean() - 0.05
+
+
+def test_normalbae_flip_x_negates_only_x(weights, annotators, small_images):
+    folder, overrides = weights["normalbae"]
+    unflipped = build("normalbae", **{**overrides, "flip_x": False}).annotate(small_images[:1])[0]
+    flipped = annotators["normalbae"].annotate(small_images[:1])[0]
+    np.testing.assert_allclose(flipped[..., 0], -unflipped[..., 0], atol=1e-5)
+    np.testing.assert_allclose(flipped[..., 1:], unflipped[..., 1:], atol=1e-5)
+
+
+def test_normalbae_matches_controlnet_aux_detector(weights):
+    """Same weights, same 64x64 input: our label (unflipped) equals NormalBaeDetector's map up to uint8 rounding."""
+    folder, overrides = weights["normalbae"]
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    ours = build("normalbae", **{**overrides, "flip_x": False}).annotate([image])[0]
+    theirs = random_weights.BASELINES["normalbae"](folder)(image)
+    assert theirs.shape == (64, 64, 3)
+    ours_u8 = ((ours + 1) * 0.5 * 255.0).clip(0, 255)
+    assert np.abs(ours_u8 - theirs.astype(np.float64)).max() <= 2.0
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_baseline_runs(name, weights, small_images):
+    folder, _ = weights[name]
+    out = random_weights.BASELINES[name](folder)(small_images[0])
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+# ----- grouping and drawing on synthetic maps -----------------------------------------------------
+
+
+def skeleton_maps(people: list[np.ndarray], shape: tuple[int, int], sigma: float = 2.0, width: float = 2.0):
+    """Heatmaps (19xHxW, a Gaussian per joint) and PAFs (38xHxW, the limb's unit vector near the limb)."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    heat = np.zeros((19, h, w))
+    paf = np.zeros((38, h, w))
+    for joints in people:
+        for p, (x, y) in enumerate(joints):
+            heat[p] = np.maximum(heat[p], np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2)))
+        for (a, b), (cx, cy) in zip(LIMBS, PAF_CHANNELS):
+            start, end = joints[a], joints[b]
+            v = end - start
+            length = np.hypot(*v)
+            u = v / length
+            along = (xx - start[0]) * u[0] + (yy - start[1]) * u[1]
+            across = np.abs((xx - start[0]) * u[1] - (yy - start[1]) * u[0])
+            on = (along >= -width) & (along <= length + width) & (across <= width)
+            paf[cx][on], paf[cy][on] = u[0], u[1]
+    heat[18] = 1.0 - heat[:18].max(0)
+    return heat.astype(np.float32), paf.astype(np.float32)
+
+
+def test_grouping_recovers_two_known_people():
+    import torch
+
+    from annotators.pose import _find_peaks, _group_batch
+
+    people = [PERSON, PERSON + [120, 0]]
+    heat, paf = skeleton_maps(people, (160, 256))
+    peaks = _find_peaks(torch.from_numpy(heat[None, :18]), 0.1)
+    found = _group_batch(peaks, torch.from_numpy(paf[None]), 160, 0.05)[0]
+    assert len(found) == 2
+    got = sorted((peaks[0].xy[ids] for ids in found), key=lambda xy: xy[0, 0])
+    for xy, truth in zip(got, people):
+        np.testing.assert_array_equal(xy, truth.astype(np.int64))
+
+
+def test_rendered_skeleton_has_each_joint_colour_at_its_pixel(weights):
+    from controlnet_aux.open_pose import PoseResult
+    from controlnet_aux.open_pose.body import BodyResult, Keypoint
+
+    ann = build("openpose", **{**weights["openpose"][1], "draw_resolution": 0})
+    h, w = 160, 256
+    keypoints = [Keypoint(x / w, y / h) for x, y in PERSON]
+    canvas = ann._render([PoseResult(BodyResult(keypoints, 1.0, 18), None, None, None)], (h, w))
+    assert canvas.shape == (h, w, 3) and canvas.dtype == np.uint8
+    for (x, y), colour in zip(PERSON.astype(int), JOINT_COLOURS):
+        np.testing.assert_array_equal(canvas[y, x], colour)
+    assert canvas[:, 200:].max() == 0 and canvas[5, 5].max() == 0  # black away from the person
+    # Default draw resolution: drawn at 288 short side, resized to the input, joints stay put.
+    coarse = dataclasses.replace(ann.config, draw_resolution=288)
+    ann.config = coarse
+    big = ann._render([PoseResult(BodyResult(keypoints, 1.0, 18), None, None, None)], (2 * h, 2 * w))
+    assert big.shape == (2 * h, 2 * w, 3)
+    x, y = PERSON[0].astype(int) * 2
+    assert np.abs(big[y, x].astype(int) - JOINT_COLOURS[0]).max() <= 40
+
+
+class _SyntheticBody:
+    """Stands in for the body CNN's output only: stride-8 maps of PERSON at the network input's size."""
+
+    def __init__(self, annotator):
+        self.annotator = annotator
+
+    def __call__(self, x):
+        import torch
+
+        b, _, h, w = x.shape
+        scale = self.annotator.config.net_height / 160  # PERSON is drawn for a 160-px-high image
+        heat, paf = skeleton_maps([PERSON * scale / 8], (h // 8, w // 8), sigma=1.0, width=1.0)
+        return torch.from_numpy(paf)[None].expand(b, -1, -1, -1), torch.from_numpy(heat)[None].expand(b, -1, -1, -1)
+
+
+@pytest.mark.parametrize("name", ["openpose", "openpose_full"])
+def test_person_is_detected_and_drawn_at_input_size(name, weights):
+    """The full annotate path (device upsampling, peaks, grouping, hands/face crops, drawing) on a synthetic body."""
+    overrides = {**weights[name][1], "resolution": 160, "net_height": 160, "draw_resolution": 0}
+    if name == "openpose_full":
+        overrides.update(hand_scales=(0.125,), face_size=48)
+    ann = build(name, **overrides)
+    ann.forward = _SyntheticBody(ann)
+    calls = {"hand": 0, "face": 0}
+    for part in ("hand", "face"):
+        net = getattr(ann, part)
+        if net is not None:
+            net.register_forward_hook(lambda *_, part=part: calls.__setitem__(part, calls[part] + 1))
+    images = [np.full((160, 256, 3), 90, np.uint8), np.full((320, 512, 3), 90, np.uint8)]
+    labels = ann.annotate(images)
+    for label, image in zip(labels, images):
+        assert label is not None and label.shape == image.shape and label.dtype == np.uint8
+        s = image.shape[0] // 160
+        x, y = (PERSON[1] * s).astype(int)  # the neck; peaks from stride-8 maps land within a few pixels
+        window = label[y - 4 * s : y + 4 * s + 1, x - 4 * s : x + 4 * s + 1].reshape(-1, 3).astype(int)
+        assert (np.abs(window - JOINT_COLOURS[1]).max(axis=1) <= 40).any()
+    assert working_size((320, 512), 160, 1) == (160, 256)
+    np.testing.assert_array_equal(labels[0], ann.annotate(images[:1])[0])
+    if name == "openpose_full":
+        assert calls["hand"] >= 1 and calls["face"] >= 1
+    empty = build(name, **overrides)
+    empty.forward = lambda x: tuple(t * 0 for t in _SyntheticBody(ann)(x))
+    assert empty.annotate(images) == [None, None]
