@@ -76,7 +76,8 @@ def depth_anything_v2(size: str) -> Callable[..., dict[str, Any]]:
         _seeded()
         s = _DAV2_SIZES[size]
         if full_size:
-            hidden, layers, heads, out, neck, fusion = (s[k] for k in ("hidden", "layers", "heads", "out", "neck", "fusion"))
+            hidden, layers, heads = s["hidden"], s["layers"], s["heads"]
+            out, neck, fusion = s["out"], s["neck"], s["fusion"]
             image_size = 518
         else:
             hidden, layers, heads, out, neck, fusion, image_size = 32, 4, 2, [1, 2, 3, 4], [8, 16, 32, 32], 16, 56
@@ -122,10 +123,12 @@ def zoedepth(folder: Path, full_size: bool = False) -> dict[str, Any]:
         for b in bins:
             b["n_bins"] = 8
         config = ZoeDepthConfig(
-            backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, reassemble_hidden_size=32,
-            bottleneck_features=16, num_attractors=[4, 4, 2, 2], bin_embedding_dim=8, num_relative_features=8,
-            bin_configurations=bins, num_patch_transformer_layers=4, patch_transformer_hidden_size=128, patch_transformer_intermediate_size=32,
-            patch_transformer_num_attention_heads=2,
+            backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+            reassemble_hidden_size=32, bottleneck_features=16, num_attractors=[4, 4, 2, 2], bin_embedding_dim=8,
+            num_relative_features=8, bin_configurations=bins,
+            # transformers hard-codes 4 patch-transformer layers and a 128-d domain classifier input.
+            num_patch_transformer_layers=4, patch_transformer_hidden_size=128,
+            patch_transformer_intermediate_size=32, patch_transformer_num_attention_heads=2,
         )  # fmt: skip
         resolution = 64
     processor = ZoeDepthImageProcessor(size={"height": resolution, "width": resolution * 4 // 3})
@@ -147,7 +150,8 @@ def midas(folder: Path, full_size: bool = False) -> dict[str, Any]:
     else:
         bit = BitConfig(
             layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 32, 64], embedding_size=8,
-            out_features=["stage1", "stage2", "stage3"], global_padding="same", embedding_dynamic_padding=True, num_groups=4,
+            out_features=["stage1", "stage2", "stage3"], global_padding="same", embedding_dynamic_padding=True,
+            num_groups=4,
         )  # fmt: skip
         config = DPTConfig(
             is_hybrid=True, backbone_config=bit, backbone_featmap_shape=[1, 64, 4, 4], hidden_size=32,
@@ -157,8 +161,9 @@ def midas(folder: Path, full_size: bool = False) -> dict[str, Any]:
         )  # fmt: skip
         resolution = 64
     processor = DPTImageProcessor(
-        size={"height": resolution, "width": resolution}, keep_aspect_ratio=False, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    )
+        size={"height": resolution, "width": resolution}, keep_aspect_ratio=False, image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )  # fmt: skip
     _save(DPTForDepthEstimation(config), folder, processor, full_size=full_size)
     return {"model_id": str(folder), "resolution": resolution}
 
@@ -190,8 +195,9 @@ def _swin(full_size: bool, image_size: int):
             out_features=stages,
         )  # fmt: skip
     return SwinConfig(
-        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, image_size=image_size, out_features=stages
-    )
+        embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4, image_size=image_size,
+        out_features=stages,
+    )  # fmt: skip
 
 
 def _decoder_sizes(full_size: bool) -> dict[str, int]:
@@ -274,7 +280,7 @@ def oneformer(folder: Path, full_size: bool = False) -> dict[str, Any]:
         do_reduce_labels=False, ignore_index=255,
     )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    processor = OneFormerProcessor(image_processor=image_processor, tokenizer=tokenizer, task_seq_length=config.task_seq_len)
+    processor = OneFormerProcessor(image_processor, tokenizer, task_seq_length=config.task_seq_len)
     _save(OneFormerForUniversalSegmentation(config), folder, processor, full_size=full_size)
     return {"model_id": str(folder), "resolution": resolution}
 
@@ -286,7 +292,9 @@ def upernet(folder: Path, full_size: bool = False) -> dict[str, Any]:
     stages = ["stage1", "stage2", "stage3", "stage4"]
     if full_size:  # openmmlab/upernet-convnext-small: ConvNeXt-S, 512-d UperNet head
         backbone = ConvNextConfig(depths=[3, 3, 27, 3], hidden_sizes=[96, 192, 384, 768], out_features=stages)
-        config = UperNetConfig(backbone_config=backbone, num_labels=ADE_CLASSES, hidden_size=512, auxiliary_in_channels=384)
+        config = UperNetConfig(
+            backbone_config=backbone, num_labels=ADE_CLASSES, hidden_size=512, auxiliary_in_channels=384
+        )
         resolution = 512
     else:
         backbone = ConvNextConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 32], out_features=stages)

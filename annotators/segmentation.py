@@ -53,7 +53,8 @@ class _ADESegmenter(Annotator):
         self._to12 = torch.from_numpy(ade150_to_12(np.arange(ADE_CLASSES))).to(device)
 
     def _load(self, model_cls):
-        model = load_pretrained(model_cls.from_pretrained, type(self).__name__, self.config.model_id, self.config.revision)
+        cfg = self.config
+        model = load_pretrained(model_cls.from_pretrained, type(self).__name__, cfg.model_id, cfg.revision)
         num_labels = model.config.num_labels
         if num_labels != ADE_CLASSES:
             raise ValueError(f"{type(self).__name__}: expected an ADE20K-150 model, got {num_labels} classes")
@@ -95,9 +96,12 @@ def mask_class_scores(class_logits, mask_logits):
     """
     import torch
 
-    classes = class_logits.float().softmax(dim=-1)[..., :-1]
-    masks = mask_logits.float().sigmoid()
-    return torch.einsum("bqc,bqhw->bchw", classes, masks)
+    # In fp32 even under bf16 autocast (einsum runs as a bmm, which autocast would downcast):
+    # close class scores must not flip in the argmax.
+    with torch.autocast(device_type=class_logits.device.type, enabled=False):
+        classes = class_logits.float().softmax(dim=-1)[..., :-1]
+        masks = mask_logits.float().sigmoid()
+        return torch.einsum("bqc,bqhw->bchw", classes, masks)
 
 
 class Mask2FormerSegmenter(_ADESegmenter):
@@ -115,16 +119,18 @@ class Mask2FormerSegmenter(_ADESegmenter):
 
 
 class OneFormerSegmenter(_ADESegmenter):
-    """OneFormer (transformers OneFormerForUniversalSegmentation) conditioned on the task token "the task is semantic"."""
+    """OneFormer (transformers OneFormerForUniversalSegmentation), conditioned on the text "the task is semantic"."""
 
     def __init__(self, config: SegConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
         from transformers import AutoTokenizer, OneFormerForUniversalSegmentation
 
         self.model = self._load(OneFormerForUniversalSegmentation)
-        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, type(self).__name__, config.model_id, config.revision)
-        self.task_inputs = task_tokens(tokenizer, f"the task is {config.task}", self.model.config.task_seq_len)
-        self.task_inputs = self.task_inputs.to(device)
+        # Tokenised once and reused for every batch (OneFormerProcessor would redo it per call).
+        name = type(self).__name__
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name, config.model_id, config.revision)
+        text = f"the task is {config.task}"
+        self.task_inputs = task_tokens(tokenizer, text, self.model.config.task_seq_len).to(device)
 
     def forward(self, x):
         task = self.task_inputs.expand(x.shape[0], -1)

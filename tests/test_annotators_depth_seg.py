@@ -145,7 +145,9 @@ def test_score_upsampling_matches_processor_postprocessing():
     g = torch.Generator().manual_seed(0)
     class_logits = torch.randn(2, 6, 151, generator=g) * 3
     mask_logits = torch.randn(2, 6, 9, 11, generator=g) * 3
-    outputs = OneFormerForUniversalSegmentationOutput(class_queries_logits=class_logits, masks_queries_logits=mask_logits)
+    outputs = OneFormerForUniversalSegmentationOutput(
+        class_queries_logits=class_logits, masks_queries_logits=mask_logits
+    )
     sizes = [(37, 45), (20, 24)]
     expected = OneFormerImageProcessor().post_process_semantic_segmentation(outputs, target_sizes=sizes)
 
