@@ -14,6 +14,7 @@ case a server echoes the token back in an error.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from pipeline.preview import contact_sheet
 from pipeline.validate import ValidationReport, validate
 from schemas.domains import LABEL_DOMAINS, annotation_key
 from schemas.joint import detect_layout, iter_records, metadata_files, parquet_files
-from schemas.record import SCHEMA_VERSION, LabeledRecord, huggingface_features
+from schemas.record import RECORD_SCHEMA, SCHEMA_VERSION, LabeledRecord, huggingface_features
 
 # Hub repository limits (huggingface.co/docs/hub/repositories-recommendations).
 MAX_FILES_PER_FOLDER = 10_000
@@ -93,9 +94,41 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
-def _source_splits(source: Path) -> list[str]:
-    layout = detect_layout(source)
-    return list(parquet_files(source) if layout == "parquet" else metadata_files(source))
+def _follows_conventions(shard: Path, cfg: ShardConfig) -> bool:
+    """True when a source shard can be published as it is: our schema with `datasets` features,
+    row groups of at most `rows_per_group`, at most `max_shard_bytes` (the label job writes such shards)."""
+    pf = pq.ParquetFile(shard)
+    meta = pf.metadata
+    return (
+        shard.stat().st_size <= cfg.max_shard_bytes
+        and all(meta.row_group(i).num_rows <= cfg.rows_per_group for i in range(meta.num_row_groups))
+        and pf.schema_arrow.remove_metadata().equals(RECORD_SCHEMA.remove_metadata())
+        and b"huggingface" in (pf.schema_arrow.metadata or {})
+    )
+
+
+def _link_shards(shards: list[Path], folder: Path, split: str, prepared: PreparedFolder) -> WriteStats:
+    """Hard-link (copy across file systems) conforming shards under Hub names, counting what they hold
+    from their small columns only: re-preparing a terabyte dataset costs seconds, not a rewrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = WriteStats()
+    columns = ["provenance", "schema_version", *(f"{annotation_key(d)}.path" for d in LABEL_DOMAINS)]
+    for i, shard in enumerate(shards):
+        table = pq.ParquetFile(shard).read(columns=columns)
+        stats.records += table.num_rows
+        for d in LABEL_DOMAINS:
+            stats.domains[d] += table.num_rows - table.column(annotation_key(d)).null_count
+        prepared.schema_versions.update(table.column("schema_version").to_pylist())
+        for provenance in table.column("provenance").to_pylist():
+            prepared.provenance.update(tuple(p.values()) for p in provenance or [])
+        target = folder / f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
+        try:
+            os.link(shard, target)
+        except OSError:
+            shutil.copyfile(shard, target)
+        stats.files.append(target)
+    stats.domains = +stats.domains  # drop zero counts, as the writer's counter has none
+    return stats
 
 
 def _tap(records: Iterator[LabeledRecord], prepared: PreparedFolder, keep: list[LabeledRecord], n: int):
@@ -151,18 +184,29 @@ def _clear_staging(out: Path) -> None:
 
 
 def prepare_folder(cfg: PublishConfig) -> PreparedFolder:
-    """Build the upload folder: Parquet shards per split, preview, card. Rebuilt from scratch each time
-    (the Hub side of an interrupted upload resumes; the local folder is cheap to rebuild)."""
+    """Build the upload folder: Parquet shards per split, preview, card.
+
+    Source shards that already follow the Hub conventions are linked, not rewritten; others (and a
+    Joint folder) are written anew. Rebuilt each run: the same input gives the same bytes, so an
+    interrupted upload resumes without sending them again."""
     source, out = Path(cfg.source), cfg.staging_path
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise ValueError(f"staging folder {out} must not be inside the source {source}")
     _clear_staging(out)
     prepared = PreparedFolder(path=out, errors=error_counts(source))
     keep: list[LabeledRecord] = []
-    for split in _source_splits(source):
-        records = _tap(iter_records(source, split), prepared, keep, cfg.preview_samples)
-        # The Hub names an unsplit dataset's only split "train".
-        prepared.splits[split or "train"] = write_parquet(records, out / "data", split or "train", cfg.shards)
+    if detect_layout(source) == "parquet":
+        shards = parquet_files(source)
+    else:
+        shards = {split: [] for split in metadata_files(source)}  # a Joint folder: always written anew
+    for split, files in shards.items():
+        name = split or "train"  # the Hub names an unsplit dataset's only split "train"
+        if files and all(_follows_conventions(f, cfg.shards) for f in files):
+            prepared.splits[name] = _link_shards(files, out / "data", name, prepared)
+            keep += list(itertools.islice(iter_records(source, split), cfg.preview_samples - len(keep)))
+        else:
+            records = _tap(iter_records(source, split), prepared, keep, cfg.preview_samples)
+            prepared.splits[name] = write_parquet(records, out / "data", name, cfg.shards)
     if keep:
         contact_sheet(keep, n=cfg.preview_samples).save(out / "preview.png")
     (out / "README.md").write_text(dataset_card(prepared, cfg), encoding="utf-8")

@@ -363,6 +363,9 @@ def test_publish_dry_run_card_no_network_no_token(tmp_path, records, monkeypatch
         "preview.png",
     ]
     assert json.loads(printed.out.splitlines()[-1])["records"] == 3
+    # The label job's shards already follow the Hub conventions: linked, not rewritten.
+    linked = staging / "data/train-00000-of-00001.parquet"
+    assert linked.stat().st_ino == (out / "data/shard-00000.parquet").stat().st_ino
     text = (staging / "README.md").read_text()
     front = yaml.safe_load(text.split("---")[1])
     assert front["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*.parquet"}]
@@ -375,6 +378,22 @@ def test_publish_dry_run_card_no_network_no_token(tmp_path, records, monkeypatch
     assert check_hub_layout(staging) == 3
     with pytest.raises(HubLayoutError, match="more than 2 files"):
         check_hub_layout(staging, per_folder=2)
+
+
+def test_publish_rewrites_joint_folders_and_nonconforming_shards(tmp_path, records, joint_dir):
+    import datasets
+
+    prepared = prepare_folder(PublishConfig(str(joint_dir), "u/n", str(tmp_path / "hub1"), dry_run=True))
+    assert prepared.records == 3 and prepared.domains["openpose"] == 1 and not prepared.provenance
+    assert "no per-record provenance" in (prepared.path / "README.md").read_text()
+    write_parquet(records * 3, tmp_path / "big" / "data")  # one shard, larger than the limit below
+    small = ShardConfig(max_shard_bytes=40_000)
+    cfg = PublishConfig(str(tmp_path / "big"), "u/n", str(tmp_path / "hub2"), dry_run=True, shards=small)
+    prepared = prepare_folder(cfg)
+    assert len(prepared.splits["train"].files) > 1  # re-cut, not linked
+    assert prepared.provenance[("edge", "canny", None, None, '{"low_threshold": 100}')] == 9
+    ds = datasets.load_dataset(str(prepared.path), split="train", cache_dir=str(tmp_path / "cache"))
+    assert ds["id"] == [r.id for r in records * 3]
 
 
 def test_publish_refuses_broken_data_and_foreign_staging(tmp_path, records, monkeypatch, capsys):
