@@ -16,8 +16,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
@@ -215,7 +213,7 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
 
     rows = []
     for s in shards:
-        ids = pq.read_table(layout.data(s), columns=["id", "source"]).to_pylist()
+        ids = layout.read_data(s, ["id", "source"]).to_pylist()
         staged = _staged(layout, s)
         rows.extend({"source": r["source"], "shard": s, "row": i, "id": r["id"]} for i, r in enumerate(ids) if r["source"] not in staged)
     if rows:
@@ -227,8 +225,8 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
         _stream(cfg, missing, ds, len(rows), run_stats, progress, f"add {','.join(missing)}")
     provenance = _provenance(cfg, missing)
     for s in shards:
-        base = pq.read_table(layout.data(s))
-        old_errors = pq.read_table(layout.errors(s)).to_pylist()
+        base = layout.read_data(s)
+        old_errors = layout.read_errors(s)
         marker = json.loads(layout.marker(s).read_text())
         counts = finalize_shard(layout, s, base.column("source").to_pylist(), provenance, {}, base_table=base, old_errors=old_errors)
         counts["annotators"] = list(dict.fromkeys([*marker.get("annotators", []), *missing]))
@@ -255,7 +253,7 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[dict]:
 def _ids_of_done_shards(layout: OutputLayout, shards: list[int]) -> dict[str, str]:
     seen: dict[str, str] = {}
     for s in shards:
-        for r in pq.read_table(layout.data(s), columns=["id", "source"]).to_pylist():
+        for r in layout.read_data(s, ["id", "source"]).to_pylist():
             seen.setdefault(r["id"], r["source"])
     return seen
 
@@ -300,7 +298,7 @@ def _write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wal
 def _caption_stats(layout: OutputLayout, shards: list[int]) -> dict:
     texts: dict[str, list[str]] = {}
     for s in shards:
-        for caps in pq.read_table(layout.data(s), columns=["caption"]).column("caption").to_pylist():
+        for caps in layout.read_data(s, ["caption"]).column("caption").to_pylist():
             for c in caps or []:
                 texts.setdefault(c["model"], []).append(c["text"])
     if not texts:
@@ -322,7 +320,7 @@ def _write_preview(cfg: LabelJobConfig, layout: OutputLayout) -> None:
         left = cfg.preview_rows - len(records)
         if left <= 0:
             break
-        rows = pq.read_table(layout.data(s)).slice(0, left).to_pylist()
+        rows = layout.read_data(s).slice(0, left).to_pylist()
         records.extend(LabeledRecord.from_row(r) for r in rows)
     if records:
         contact_sheet(records, n=len(records)).save(Path(cfg.output) / "preview.png")

@@ -70,6 +70,18 @@ class OutputLayout:
     def errors(self, shard: int) -> Path:
         return self.root / "errors" / f"{shard_name(shard)}.parquet"
 
+    def read_data(self, shard: int, columns: list[str] | None = None) -> pa.Table:
+        """A finished shard's records (an empty table when every input of the shard failed)."""
+        path = self.data(shard)
+        if not path.exists():
+            schema = RECORD_SCHEMA if columns is None else pa.schema([RECORD_SCHEMA.field(c) for c in columns])
+            return schema.empty_table()
+        return pq.read_table(path, columns=columns)
+
+    def read_errors(self, shard: int) -> list[dict]:
+        path = self.errors(shard)
+        return pq.read_table(path).to_pylist() if path.exists() else []
+
     def done_shards(self) -> dict[int, dict]:
         out = {}
         for p in sorted((self.root / "_shards").glob("shard-*.done")):
@@ -151,8 +163,9 @@ def finalize_shard(
     table = _record_table(records, provenance)
     if base_table is not None:
         table = merge_records(base_table, table)
-    atomic_write_table(layout.data(shard), table.cast(record_schema_with_hf_metadata()))
-    atomic_write_table(layout.errors(shard), pa.Table.from_pylist(errors, schema=ERROR_SCHEMA))
+    # A shard with no rows gets no file: `datasets` cannot read a zero-row Parquet file.
+    _write_or_remove(layout.data(shard), table.cast(record_schema_with_hf_metadata()))
+    _write_or_remove(layout.errors(shard), pa.Table.from_pylist(errors, schema=ERROR_SCHEMA))
     metadata = "".join(json.dumps(joint_line(r), ensure_ascii=False) + "\n" for r in table.to_pylist())
     atomic_write_text(layout.shard_metadata(shard), metadata)
     counts = shard_counts(table, errors)
@@ -162,6 +175,13 @@ def finalize_shard(
     if layout.staging(shard).exists() and not any(layout.staging(shard).iterdir()):
         layout.staging(shard).rmdir()
     return counts
+
+
+def _write_or_remove(path: Path, table: pa.Table) -> None:
+    if table.num_rows:
+        atomic_write_table(path, table)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _dedup_sources(rows: list[dict]) -> list[dict]:

@@ -113,7 +113,8 @@ RECORD_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
         pa.field("source", pa.string(), nullable=False),
-        pa.field("image", _FILE, nullable=False),
+        # Nullable like `datasets`' Image() field: its feature metadata applies only to identical fields.
+        pa.field("image", _FILE),
         pa.field("info", pa.struct([("height", pa.int32()), ("width", pa.int32())]), nullable=False),
         pa.field(CAPTION, pa.list_(pa.struct([("model", pa.string()), ("text", pa.string())]))),
         *[pa.field(annotation_key(d), _FILE, nullable=True) for d in LABEL_DOMAINS],
