@@ -74,27 +74,23 @@ class RGBXAlbedo(Annotator):
         )
 
     def forward(self, x):
+        import torch
+
         b = x.shape[0]
         linear = x.float().pow(SRGB_GAMMA)
         image_latent = sd_common.encode_image(self.vae, linear * 2.0 - 1.0)
         text = self.prompt_embedding.expand(b, -1, -1)
         self.scheduler.set_timesteps(self.config.num_inference_steps, device=x.device)
-        latents = sd_common.seeded_noise(image_latent.shape, self.config.seed, self.device, image_latent.dtype)
+        latents = sd_common.seeded_noise(image_latent.shape, self.config.seed, self.device, torch.float32)
         latents = latents * self.scheduler.init_noise_sigma
         for t in self.scheduler.timesteps:
             model_in = self.scheduler.scale_model_input(latents, t)
-            out = self.unet(
-                _cat(model_in, image_latent), t, encoder_hidden_states=text, return_dict=False
-            )[0]
+            # Channel order of the authors' pipeline: [noisy target latent, image latent].
+            model_in = torch.cat([model_in, image_latent.to(model_in.dtype)], dim=1)
+            out = self.unet(model_in, t, encoder_hidden_states=text, return_dict=False)[0]
             latents = self.scheduler.step(out.float(), t, latents.float(), return_dict=False)[0]
         decoded = sd_common.decode_latent(self.vae, latents)
         return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).pow(1.0 / SRGB_GAMMA)
-
-
-def _cat(noisy, image_latent):
-    import torch
-
-    return torch.cat([noisy, image_latent.to(noisy.dtype)], dim=1)
 
 
 @dataclass(frozen=True)
@@ -117,6 +113,7 @@ class MarigoldAlbedo(Annotator):
 
     def __init__(self, config: MarigoldAlbedoConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
+        sd_common.require_diffusers(self.name)
         from diffusers import MarigoldIntrinsicsPipeline
 
         self.pipe = load_marigold(MarigoldIntrinsicsPipeline, self.name, config, device)

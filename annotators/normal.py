@@ -38,7 +38,6 @@ class MarigoldNormalsConfig(AnnotatorConfig):
 
 def load_marigold(pipeline_cls, annotator: str, config: AnnotatorConfig, device: str):
     """A Marigold pipeline from the hub or a local folder, on `device`, progress bars off."""
-    sd_common.require_diffusers(annotator)
     pipe = load_pretrained(pipeline_cls.from_pretrained, annotator, config.model_id, config.revision)
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -53,7 +52,7 @@ def run_marigold(pipe, x, config, device: str):
         num_inference_steps=config.num_inference_steps,
         ensemble_size=config.ensemble_size,
         processing_resolution=0,  # x is already at the working size
-        match_input_resolution=True,
+        match_input_resolution=False,  # and so the output is already at the working size
         batch_size=b * config.ensemble_size,
         generator=sd_common.per_image_generators(b * config.ensemble_size, config.seed, device),
         output_type="pt",
@@ -69,6 +68,7 @@ class MarigoldNormals(Annotator):
 
     def __init__(self, config: MarigoldNormalsConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
+        sd_common.require_diffusers(self.name)
         from diffusers import MarigoldNormalsPipeline
 
         self.pipe = load_marigold(MarigoldNormalsPipeline, self.name, config, device)
