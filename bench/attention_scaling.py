@@ -48,24 +48,26 @@ def make_block(kind: str, hidden: int, heads: int, head_dim: int) -> JodiBlock:
 
 
 def time_block(block: JodiBlock, domains: int, side: int, text_len: int, repeats: int, device: str) -> float:
-    """Fastest of `repeats` forward + backward passes on a batch of 1 (the minimum is the least disturbed by
-    other processes on a shared machine)."""
+    """Fastest of `repeats` forward + backward passes on a batch of 1. On the CPU this is process CPU time,
+    which other processes on a shared machine do not inflate (use --threads 1); on CUDA, synchronised wall time."""
     hidden = block.norm1.normalized_shape[0]
     n = side * side
     x = torch.randn(1, domains, n, hidden, device=device, requires_grad=True)
     y = torch.randn(1, text_len, hidden, device=device)
     adaln = torch.randn(1, domains, 6 * hidden, device=device) * 0.1
     keep = torch.ones(1, domains, dtype=torch.bool, device=device)
+    cuda = device.startswith("cuda")
+    clock = time.perf_counter if cuda else time.process_time
     times = []
     for i in range(repeats + 1):  # the first run warms up kernels and allocators
-        if device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         block(x, y, adaln, None, keep, (side, side)).square().mean().backward()
-        if device.startswith("cuda"):
+        if cuda:
             torch.cuda.synchronize()
         if i:
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return min(times)
 
 

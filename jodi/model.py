@@ -147,8 +147,10 @@ class Jodi(nn.Module):
         if drop_text is not None:
             drop = drop | drop_text.to(drop.device).bool()
         text = self.attention_y_norm(self.y_embedder(y.to(tokens.dtype), drop))
-        if y_mask is not None:  # an all-padding row would make softmax NaN; the BOS token is always real
-            y_mask = y_mask.bool().clone()
+        if y_mask is not None:
+            # A dropped caption attends to every token of the stored null caption (Jodi `forward`:
+            # mask = where(force_drop_ids, 1, mask)); an all-padding row would make the softmax NaN.
+            y_mask = y_mask.bool().to(text.device) | drop[:, None]
             y_mask[:, 0] = True
 
         for block in self.blocks:

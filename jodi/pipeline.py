@@ -169,7 +169,8 @@ class JodiPipeline:
         if IMAGE in conditions:  # perception: labels are independent of text given the image (paper App. B)
             prompt = ""
         text = self.text_encoder.encode([prompt])
-        null = self.text_encoder.null_embedding(1, negative_prompt)
+        # Jodi's sampler gives both CFG branches the prompt's mask; only the embeddings differ.
+        null = (self.text_encoder.null_embedding(1, negative_prompt)[0], text[1])
         generator = torch.Generator().manual_seed(seed)
         latents = sample(self.model, role[None], clean.to(self.device), text, null, sampler, generator)
 
