@@ -102,7 +102,7 @@ def _follows_conventions(shard: Path, cfg: ShardConfig) -> bool:
     return (
         shard.stat().st_size <= cfg.max_shard_bytes
         and all(meta.row_group(i).num_rows <= cfg.rows_per_group for i in range(meta.num_row_groups))
-        and pf.schema_arrow.remove_metadata().equals(RECORD_SCHEMA.remove_metadata())
+        and [(f.name, f.type) for f in pf.schema_arrow] == [(f.name, f.type) for f in RECORD_SCHEMA]
         and b"huggingface" in (pf.schema_arrow.metadata or {})
     )
 

@@ -472,6 +472,8 @@ def test_label_job_output_validates_publishes_and_loads(tmp_path, ray_local, sam
     run_label_job(cfg, progress=False)
     assert validate(out).ok
     prepared = prepare_folder(PublishConfig(str(out), "user/labels", str(tmp_path / "hub"), dry_run=True))
+    # The job's shards follow the Hub conventions, so they are linked rather than rewritten.
+    assert prepared.splits["train"].files[0].stat().st_ino == (out / "data/shard-00000.parquet").stat().st_ino
     ds = datasets.load_dataset(str(prepared.path), split="train", cache_dir=str(tmp_path / "cache"))
     written = {r.id: r for r in iter_records(out, layout="joint")}
     assert len(ds) == len(written) == 2
