@@ -311,8 +311,9 @@ def florence2_base(folder: Path, full_size: bool = False) -> dict:
 # ----- baselines: how users caption today ---------------------------------------------------------
 
 
-def pipeline_baseline(task: str, text: str | None, builder: Callable[..., dict]) -> Callable[..., Callable]:
-    """fn(folder, full_size) -> callable(image): a transformers `pipeline(task)`, fp32, one image per call."""
+def pipeline_baseline(builder: Callable[..., dict], text: str = "", chat: bool = False) -> Callable[..., Callable]:
+    """fn(folder, full_size) -> callable(image): transformers `pipeline("image-text-to-text")`, fp32,
+    one image per call, `text` as the prompt (as one chat turn with the image when `chat`)."""
 
     def make(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], object]:
         from PIL import Image
@@ -320,12 +321,44 @@ def pipeline_baseline(task: str, text: str | None, builder: Callable[..., dict])
 
         if not (folder / "config.json").exists():
             builder(folder, full_size)
-        pipe = pipeline(task, model=str(folder), device="cpu")
+        pipe = pipeline("image-text-to-text", model=str(folder), device="cpu", dtype="float32")
 
         def run(image: np.ndarray):
-            kwargs = {"text": text} if text is not None else {}
-            return pipe(images=Image.fromarray(image), generate_kwargs={"max_new_tokens": 20}, **kwargs)
+            pil = Image.fromarray(image)
+            if chat:
+                turn = [{"role": "user", "content": [{"type": "image", "image": pil}, {"type": "text", "text": text}]}]
+                return pipe(text=turn, generate_kwargs={"max_new_tokens": 32})
+            return pipe(images=pil, text=text, generate_kwargs={"max_new_tokens": 32})
 
         return run
 
     return make
+
+
+def _alt_text(folder: Path, full_size: bool = False) -> dict:
+    return {}  # no weights: the caption comes with the input
+
+
+RANDOM: dict[str, Callable[..., dict]] = {
+    "blip2_opt_2_7b": blip2_opt,
+    "qwen2_vl_7b": qwen2_vl,
+    "qwen2_5_vl_7b": qwen2_5_vl_7b,
+    "qwen2_5_vl_3b": qwen2_5_vl_3b,
+    "janus_pro_1b": janus_pro_1b,
+    "janus_pro_7b": janus_pro_7b,
+    "florence2_large": florence2_large,
+    "florence2_base": florence2_base,
+    "alt_text": _alt_text,
+}
+_DETAILED = "Describe this image in detail."
+BASELINE: dict[str, Callable[..., Callable]] = {
+    "blip2_opt_2_7b": pipeline_baseline(blip2_opt),
+    "qwen2_vl_7b": pipeline_baseline(qwen2_vl, _DETAILED, chat=True),
+    "qwen2_5_vl_7b": pipeline_baseline(qwen2_5_vl_7b, _DETAILED, chat=True),
+    "qwen2_5_vl_3b": pipeline_baseline(qwen2_5_vl_3b, _DETAILED, chat=True),
+    "janus_pro_1b": pipeline_baseline(janus_pro_1b, _DETAILED, chat=True),
+    "janus_pro_7b": pipeline_baseline(janus_pro_7b, _DETAILED, chat=True),
+    "florence2_large": pipeline_baseline(florence2_large, "<MORE_DETAILED_CAPTION>"),
+    "florence2_base": pipeline_baseline(florence2_base, "<MORE_DETAILED_CAPTION>"),
+    "alt_text": lambda folder, full_size=False: (lambda image: None),
+}

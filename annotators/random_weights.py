@@ -64,3 +64,10 @@ from annotators import pose_random as _pose  # noqa: E402
 RANDOM_CHECKPOINTS.update(_pose.RANDOM)
 BASELINES.update(_pose.BASELINE)
 # --- end pose and normalbae ---
+
+# --- captioners (annotators/caption_random.py) ---
+from annotators import caption_random as _caption  # noqa: E402
+
+RANDOM_CHECKPOINTS.update(_caption.RANDOM)
+BASELINES.update(_caption.BASELINE)
+# --- end captioners ---

@@ -105,6 +105,14 @@ REGISTRY.update(
 DOMAIN_DEFAULTS.update({"openpose": "openpose"})
 # --- end pose and normalbae ---
 
+# --- captioners (annotators/caption.py) ---
+from annotators.caption import PRESETS as _CAPTION_PRESETS  # noqa: E402
+
+REGISTRY.update(_CAPTION_PRESETS)
+# Joint-1.6M's short captions come from BLIP2-OPT-2.7b (jodi.md §2 "Captions"); qwen2_vl_7b adds the long ones.
+DOMAIN_DEFAULTS.update({"caption": "blip2_opt_2_7b"})
+# --- end captioners ---
+
 # ==== end of sections ====
 
 
