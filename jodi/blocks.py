@@ -221,7 +221,9 @@ class JodiBlock(nn.Module):
         self.mlp = GLUMBConv(hidden_size, int(hidden_size * mlp_ratio))
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
 
-    def forward(self, x: Tensor, y: Tensor, adaln: Tensor, y_mask: Tensor | None, keep: Tensor, hw: tuple[int, int]) -> Tensor:
+    def forward(
+        self, x: Tensor, y: Tensor, adaln: Tensor, y_mask: Tensor | None, keep: Tensor, hw: tuple[int, int]
+    ) -> Tensor:
         """x: (B, D, N, C); adaln: (B, D, 6C) = t0 + r0 per domain; keep: (B, D) False for [X] domains."""
         b, d, n, c = x.shape
         mod = self.scale_shift_table[None, None] + adaln.reshape(b, d, 6, c)

@@ -84,15 +84,18 @@ class LatentCodec:
 
         folder = Path(folder or tempfile.mkdtemp(prefix="tiny_dcae_"))
         if not (folder / "config.json").exists():
-            torch.manual_seed(seed)
-            AutoencoderDC(
-                latent_channels=32, attention_head_dim=8,
-                encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-                decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
-                encoder_block_out_channels=(8, 8, 16, 16, 32, 64), decoder_block_out_channels=(8, 8, 16, 16, 32, 64),
-                encoder_layers_per_block=(1,) * 6, decoder_layers_per_block=(1,) * 6,
-                encoder_qkv_multiscales=((),) * 3 + ((5,),) * 3, decoder_qkv_multiscales=((),) * 3 + ((5,),) * 3,
-            ).save_pretrained(folder)
+            with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
+                torch.manual_seed(seed)
+                vae = AutoencoderDC(
+                    latent_channels=32, attention_head_dim=8,
+                    encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                    decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+                    encoder_block_out_channels=(8, 8, 16, 16, 32, 64),
+                    decoder_block_out_channels=(8, 8, 16, 16, 32, 64),
+                    encoder_layers_per_block=(1,) * 6, decoder_layers_per_block=(1,) * 6,
+                    encoder_qkv_multiscales=((),) * 3 + ((5,),) * 3, decoder_qkv_multiscales=((),) * 3 + ((5,),) * 3,
+                )
+            vae.save_pretrained(folder)
         return cls.from_pretrained(str(folder), revision=None)
 
     @property
@@ -147,14 +150,16 @@ class TextEncoder:
         if not (folder / "config.json").exists():
             tok = _tiny_tokenizer()
             tok.save_pretrained(folder)
-            torch.manual_seed(seed)
             cfg = Gemma2Config(
                 vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=1024,
                 sliding_window=64, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                 eos_token_id=tok.eos_token_id,
             )
-            Gemma2ForCausalLM(cfg).save_pretrained(folder)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                lm = Gemma2ForCausalLM(cfg)
+            lm.save_pretrained(folder)
         return cls.from_pretrained(str(folder), revision=None, dtype=torch.float32, max_length=max_length)
 
     @property

@@ -84,7 +84,8 @@ class Jodi(nn.Module):
         self.domain_embedding = nn.Parameter(torch.zeros(d, c))
         self.role_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
         self.blocks = nn.ModuleList(
-            JodiBlock(c, cfg.num_heads, cfg.mlp_ratio, cfg.linear_head_dim, cfg.fp32_attention) for _ in range(cfg.depth)
+            JodiBlock(c, cfg.num_heads, cfg.mlp_ratio, cfg.linear_head_dim, cfg.fp32_attention)
+            for _ in range(cfg.depth)
         )
         self.final_layers = nn.ModuleList(FinalLayer(c, cfg.patch_size, cfg.in_channels) for _ in range(d))
         self.initialize_weights()

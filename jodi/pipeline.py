@@ -108,8 +108,10 @@ class JodiPipeline:
         folder = Path(folder) if folder else None
         codec = LatentCodec.tiny(folder / "vae" if folder else None, seed=seed)
         text = TextEncoder.tiny(folder / "text" if folder else None, seed=seed)
-        torch.manual_seed(seed)
-        return cls(build_model(preset), codec, text).with_null_caption()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(preset)
+        return cls(model, codec, text).with_null_caption()
 
     def with_null_caption(self) -> JodiPipeline:
         """Store the text encoder's encoding of "" as the model's null caption, as Jodi does at load time."""

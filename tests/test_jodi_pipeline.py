@@ -42,7 +42,7 @@ def photo(sample_images) -> np.ndarray:
     return np.asarray(Image.fromarray(sample_images[1]).resize((120, 90)))  # coffee, 90x120
 
 
-def test_codecs_load_from_saved_folders(pipe, folder):
+def test_codecs_load_from_saved_folders(pipe, folder, tmp_path):
     codec = pipe.codec
     assert codec.factor == 32 and codec.scale == pytest.approx(0.41407)
     x = torch.rand(2, 3, 64, 96) * 2 - 1
@@ -53,6 +53,10 @@ def test_codecs_load_from_saved_folders(pipe, folder):
     assert torch.equal(LatentCodec.from_pretrained(str(folder / "vae"), revision=None).encode(x), z)
     text = TextEncoder.from_pretrained(str(folder / "text"), revision=None, dtype=torch.float32, max_length=16)
     assert torch.equal(text.encode(["a cat"])[0], pipe.text_encoder.encode(["a cat"])[0])
+    # a fresh tiny build is seeded (same weights in a new folder) and leaves the caller's RNG alone
+    rng = torch.random.get_rng_state()
+    assert torch.equal(LatentCodec.tiny(tmp_path / "vae2").encode(x), z)
+    assert torch.equal(torch.random.get_rng_state(), rng)
 
 
 def test_text_encoder_chi_prefix_and_null(pipe):
