@@ -102,7 +102,7 @@ class Captioner(Annotator):
         if config.backend != "transformers":
             raise ValueError(
                 f"{self.name}: backend {config.backend!r} runs as a Ray Data stage, not in-process; "
-                "build it with annotators.caption_vllm.build_caption_processor(config)"
+                "build it with annotators.caption_vllm.build_caption_processor(name)"
             )
         import torch
         import transformers
