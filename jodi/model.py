@@ -222,11 +222,12 @@ def read_state_dict(path: str) -> dict[str, Tensor]:
     return state
 
 
-def load_weights(model: Jodi, path: str, strict: bool = True) -> None:
+def load_weights(model: Jodi, path: str, strict: bool = True, assign: bool = False) -> None:
     """Load `.pth` / `.safetensors` weights (local or `hf://org/repo/file`) into `model`.
 
     Keys are the released checkpoint's; a DDP `module.` prefix is stripped. `pos_embed` (a Sana key Jodi
-    drops, reference §4) is ignored.
+    drops, reference §4) is ignored. `assign=True` adopts the loaded tensors, which lets a model built on
+    the meta device (no random init of 1.6B parameters) be filled directly.
     """
     state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items() if k != "pos_embed"}
-    model.load_state_dict(state, strict=strict)
+    model.load_state_dict(state, strict=strict, assign=assign)

@@ -93,9 +93,12 @@ class JodiPipeline:
         dtype: torch.dtype = torch.float32,
     ) -> JodiPipeline:
         """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs)."""
-        model = build_model(preset)
-        if weights:
-            load_weights(model, weights)
+        if weights:  # build on the meta device and adopt the checkpoint's tensors: no wasted random init
+            with torch.device("meta"):
+                model = build_model(preset)
+            load_weights(model, weights, assign=True)
+        else:
+            model = build_model(preset)
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype,
                                            max_length=model.cfg.model_max_length).to(device)

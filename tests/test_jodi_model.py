@@ -180,6 +180,10 @@ def test_save_load_round_trip(tiny, tmp_path, suffix):
     assert not torch.allclose(fresh(role=role, **kw), tiny(role=role, **kw))
     load_weights(fresh, str(path))
     assert torch.equal(fresh(role=role, **kw), tiny(role=role, **kw))
+    with torch.device("meta"):  # the fast path JodiPipeline.from_pretrained uses
+        adopted = build_model("tiny")
+    load_weights(adopted, str(path), assign=True)
+    assert torch.equal(adopted.eval()(role=role, **kw), tiny(role=role, **kw))
 
 
 def test_missing_weights_give_one_line(tiny):

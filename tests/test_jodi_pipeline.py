@@ -161,3 +161,15 @@ def test_cli_generate_tiny(tmp_path, photo):
     assert rc == 0
     assert sorted(p.name for p in out.iterdir()) == ["depth.png", "seg_12colors.png"]
     assert Image.open(out / "depth.png").size == (120, 90)
+
+
+def test_from_pretrained_with_local_files(pipe, folder, tmp_path):
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "jodi_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in pipe.model.state_dict().items()}, str(weights))
+    loaded = JodiPipeline.from_pretrained(str(weights), "tiny", vae=str(folder / "vae"), vae_revision=None,
+                                         text_encoder=str(folder / "text"), text_revision=None)
+    a = loaded.joint("a cat", generate=["depth"], sampler=FAST, height=64, width=64, seed=5)
+    b = pipe.joint("a cat", generate=["depth"], sampler=FAST, height=64, width=64, seed=5)
+    assert np.array_equal(a["depth"], b["depth"])
