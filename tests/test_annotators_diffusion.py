@@ -18,6 +18,17 @@ from schemas.encoding import decode_normal, encode_label
 PRESETS = ["lotus_normal", "lotus_depth", "marigold_normals", "rgbx_albedo", "marigold_albedo"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy CPU the thread hand-offs cost ~30x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def images(sample_images) -> list[np.ndarray]:
     """Three small real photos: two of the same size (one batch of 2) and one of another size."""
@@ -146,3 +157,18 @@ def test_baseline_runs_per_image(name, checkpoints, images):
     out = np.asarray(run(images[2]))
     assert out.size > 0 and np.isfinite(out).all()
     assert images[2].shape[:2] == out.shape[-3:-1] or images[2].shape[:2] == out.shape[-2:]
+
+
+def test_full_size_builders_are_stable_diffusion_2_sized():
+    """The full_size=True architectures (for timing) have SD 2's parameter counts; built on the meta device."""
+    import torch
+
+    from annotators import diffusion_random as dr
+
+    def millions(module) -> float:
+        return sum(p.numel() for p in module.parameters()) / 1e6
+
+    with torch.device("meta"):
+        assert round(millions(dr._unet(True, in_channels=4))) == 866  # SD 2 UNet: 865.9M
+        assert round(millions(dr._vae(True)), 1) == 83.7  # SD VAE: 83.65M
+        assert round(millions(dr._text_encoder(True))) == 340  # OpenCLIP ViT-H text tower
