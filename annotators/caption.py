@@ -64,9 +64,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
 
 def clean_caption(text: str, prompt: str = "") -> str:
     """Caption text without special tokens, prompt echo or role label, whitespace collapsed to single spaces."""
-    text = _UNPRINTABLE.sub("", _SPECIAL_TOKENS.sub(" ", text))
-    text = " ".join(text.split())
-    text = _ROLE_ECHO.sub("", text)
+    text = _UNPRINTABLE.sub("", _SPECIAL_TOKENS.sub(" ", text)).lstrip()
+    # Before collapsing whitespace: a role label is one only when a newline or colon follows it.
+    text = " ".join(_ROLE_ECHO.sub("", text).split())
     echo = " ".join(prompt.split())
     if echo and text.lower().startswith(echo.lower()):
         text = text[len(echo) :]
