@@ -285,6 +285,12 @@ def cached_ids(output: str) -> set[str]:
     return ids
 
 
+def _drop_ids(table: pa.Table, ids: list[str]) -> pa.Table:
+    import pyarrow.compute as pc
+
+    return table.filter(pc.invert(pc.is_in(table.column("id"), value_set=pa.array(ids, pa.string()))))
+
+
 def _probe_encoders(cfg: CacheConfig) -> dict:
     """Encode "" and one black 32 px image (in a Ray task, so a GPU-only encoder never has to fit on
     the driver): the null caption for dropout/perception, and the channel counts for cache.json."""
@@ -321,13 +327,13 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     probe = ray.get(ray.remote(num_gpus=cfg.num_gpus)(_probe_encoders).remote(cfg))
     meta["latent_channels"], meta["text_channels"] = probe["latent_channels"], int(probe["emb"].shape[-1])
     if not (out / NULL_TEXT).exists():
-        tensors = {"emb": torch.from_numpy(probe["emb"]), "mask": torch.from_numpy(probe["mask"]).to(torch.uint8)}
+        tensors = {"emb": torch.tensor(probe["emb"]), "mask": torch.tensor(probe["mask"]).to(torch.uint8)}
         save_file(tensors, str(out / NULL_TEXT))
     done = cached_ids(cfg.output)
     ds = _read_input(cfg)
     total = ds.count()
     if done:
-        ds = ds.filter(lambda row: row["id"] not in done)
+        ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
     new = ds.count() if done else total
     if new:
         ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose})

@@ -89,10 +89,9 @@ class RaySession:
     def prepare_model(self, model):
         import ray.train.torch
 
-        # Roles detach the outputs of [C]/[X] domains, so their final layers get no gradient in a step.
-        kwargs = {"find_unused_parameters": True} if self.cfg.strategy == "ddp" and self.world_size > 1 else None
-        return ray.train.torch.prepare_model(model, parallel_strategy=self.cfg.strategy,
-                                             parallel_strategy_kwargs=kwargs)
+        # Every parameter is in the graph each step ([C]/[X] outputs are detached *after* the final
+        # layers, which then get zero gradients), so DDP needs no `find_unused_parameters`.
+        return ray.train.torch.prepare_model(model, parallel_strategy=self.cfg.strategy)
 
     def all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
         if self.world_size == 1:
@@ -134,9 +133,10 @@ def _worker(config: dict) -> None:
     run_training(cfg, RaySession(cfg), make_collator(cfg))
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, worker_fn=None) -> dict:
     """Run (or resume) a training run on the current Ray cluster (a local one is started if needed).
-    Returns {"metrics": last metrics, "checkpoint": path of the last checkpoint, "loss_curve": png}."""
+    Returns {"metrics": last metrics, "checkpoint": path of the last checkpoint, "loss_curve": png}.
+    `worker_fn(config)` replaces the per-worker function (instrumented runs in tests)."""
     import ray
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
@@ -146,7 +146,7 @@ def train(cfg: TrainConfig) -> dict:
         ray.init()
     storage = cfg.output if "://" in cfg.output else str(Path(cfg.output).resolve())
     trainer = TorchTrainer(
-        _worker,
+        worker_fn or _worker,
         train_loop_config={"cfg": cfg},
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}

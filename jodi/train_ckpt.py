@@ -134,7 +134,8 @@ def save_checkpoint(
         save_file({k: v.detach().cpu().contiguous() for k, v in ema.module.state_dict().items()},
                   str(folder / "ema.safetensors"))
     torch.save(optim, folder / "optimizer.pt")
-    (folder / "state.json").write_text(json.dumps({**state, "scheduler": scheduler.state_dict()}))
+    extra = {"ema_n_averaged": int(ema.n_averaged.item())} if ema is not None else {}
+    (folder / "state.json").write_text(json.dumps({**state, **extra, "scheduler": scheduler.state_dict()}))
     (folder / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
 
 
@@ -151,6 +152,9 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, ema, rank: int) -
         ema.module.load_state_dict(load_file(str(folder / "ema.safetensors")))
     state = json.loads((folder / "state.json").read_text())
     scheduler.load_state_dict(state.pop("scheduler"))
+    n_averaged = state.pop("ema_n_averaged", None)
+    if ema is not None and n_averaged is not None:
+        ema.n_averaged.fill_(n_averaged)  # otherwise the first update after resume would copy, not average
     rng_file = folder / f"rng_rank{rank}.json"
     rng = json.loads(rng_file.read_text()) if rng_file.exists() else None
     history_file = folder / "metrics.jsonl"
