@@ -84,8 +84,8 @@ def caption_stats(texts: Sequence[str]) -> dict[str, float | int]:
             stats.update({f"mean_{unit}": 0.0, f"median_{unit}": 0.0, f"p95_{unit}": 0.0, f"max_{unit}": 0})
             continue
         stats[f"mean_{unit}"] = round(float(values.mean()), 2)
-        stats[f"median_{unit}"] = float(np.median(values))
-        stats[f"p95_{unit}"] = float(np.percentile(values, 95))
+        stats[f"median_{unit}"] = round(float(np.median(values)), 2)
+        stats[f"p95_{unit}"] = round(float(np.percentile(values, 95)), 2)
         stats[f"max_{unit}"] = int(values.max())
     return stats
 
