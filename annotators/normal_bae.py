@@ -62,12 +62,14 @@ class NormalBae(Annotator):
         self.model = self.model.eval().to(device)
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-        self._sign = torch.tensor([-1.0 if config.flip_x else 1.0, 1.0, 1.0], device=device).view(1, 3, 1, 1)
 
     def forward(self, x):
         preds, _, _ = self.model((x - self._mean) / self._std)
         # The last prediction is full resolution; channels are (nx, ny, nz, kappa), already unit length.
-        return preds[-1][:, :3].float() * self._sign
+        normal = preds[-1][:, :3].float()
+        if self.config.flip_x:
+            normal = normal * normal.new_tensor([-1.0, 1.0, 1.0]).view(1, 3, 1, 1)
+        return normal
 
     def postprocess(self, label: np.ndarray) -> np.ndarray:
         # Bilinear resizing back to the input shortens vectors: renormalise to unit length.

@@ -17,6 +17,7 @@ import numpy as np
 
 TINY_RESOLUTION = 64  # detect/working short side for tests
 TINY_NET_HEIGHT = 32  # OpenPose body input height for tests (multiple of 8)
+TINY_NORMAL_RESOLUTION = 32  # NormalBae working short side for tests: one EfficientNet stride
 
 
 def _state(model, half: bool) -> dict:
@@ -68,7 +69,7 @@ def normalbae(folder: Path, full_size: bool = False) -> dict[str, Any]:
     if not (folder / "scannet.pt").exists():
         torch.manual_seed(0)
         torch.save({"model": _state(build_nnet(NNET), half=not full_size)}, folder / "scannet.pt")
-    return {"model_id": str(folder), **({} if full_size else {"resolution": TINY_RESOLUTION})}
+    return {"model_id": str(folder), **({} if full_size else {"resolution": TINY_NORMAL_RESOLUTION})}
 
 
 # ----- baselines: controlnet_aux detectors, one image per call, fp32 ----------------------------
@@ -132,7 +133,8 @@ def normalbae_baseline(folder: Path, full_size: bool = False) -> Callable:
     overrides = normalbae(folder, full_size)
     model = load_checkpoint(str(folder / "scannet.pt"), build_nnet(NNET)).eval()
     detector = NormalBaeDetector(model).to(_device())
-    resolution = int(overrides.get("resolution", 512))
+    # controlnet_aux rounds sizes to multiples of 64, so it cannot run below 64.
+    resolution = max(64, int(overrides.get("resolution", 512)))
 
     def run(image: np.ndarray):
         return detector(image, detect_resolution=resolution, image_resolution=min(image.shape[:2]), output_type="np")

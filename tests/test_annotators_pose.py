@@ -6,6 +6,7 @@ heatmaps and part affinity fields drawn from a known skeleton.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -36,8 +37,12 @@ PERSON = np.array([
 
 @pytest.fixture(scope="module")
 def small_images(sample_images):
-    """Mixed sizes and aspects, ~50-90 px: the nets are full-size, so the images stay tiny."""
-    return [np.ascontiguousarray(im[::s, ::s]) for im, s in zip(sample_images, (8, 6, 5, 7))]
+    """Three real photos, ~60-90 px (the nets are full-size): two share a size, so one batch holds two."""
+    astronaut, coffee, chelsea, _ = sample_images
+    cat = np.ascontiguousarray(chelsea[::5, ::5])
+    cup = np.ascontiguousarray(coffee[::6, ::6][: cat.shape[0], : cat.shape[1]])
+    assert cup.shape == cat.shape
+    return [np.ascontiguousarray(astronaut[::8, ::8]), cat, cup]
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +58,18 @@ def annotators(weights):
     return {name: build(name, **overrides) for name, (_, overrides) in weights.items()}
 
 
+def with_config(annotator, **changes):
+    """A copy of a built annotator with other settings (all read at call time): no second model load."""
+    twin = copy.copy(annotator)
+    twin.config = dataclasses.replace(annotator.config, **changes)
+    return twin
+
+
 @pytest.fixture(scope="module")
-def outputs(annotators, small_images):
-    """Batched labels, a second batched call, and one call per image, for every preset (computed once)."""
-    result = {}
-    for name, ann in annotators.items():
-        first = ann.annotate(small_images)
-        again = ann.annotate(small_images)
-        single = [ann.annotate([im])[0] for im in small_images]
-        result[name] = (first, again, single)
-    return result
+def normals(annotators, small_images):
+    """normalbae: batched labels, a second batched call, and one call per image (computed once)."""
+    ann = annotators["normalbae"]
+    return ann.annotate(small_images), ann.annotate(small_images), [ann.annotate([im])[0] for im in small_images]
 
 
 # ----- registry and loading -------------------------------------------------------------------
@@ -90,24 +97,26 @@ def test_missing_weights_give_one_line_error(name, monkeypatch):
 # ----- every preset on real images -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_shapes_types_and_determinism(name, outputs, small_images):
-    first, again, single = outputs[name]
+@pytest.mark.parametrize("name", ["openpose", "openpose_full"])
+def test_random_openpose_finds_nobody(name, annotators, small_images):
+    """A random net finds no person: every label is None (Joint omits the key). The person path is
+    tested below on synthetic network outputs, where batching and determinism are checked too."""
+    assert annotators[name].annotate(small_images) == [None] * len(small_images)
+
+
+def test_normalbae_shapes_types_determinism_batching(normals, small_images):
+    first, again, single = normals
     assert len(first) == len(small_images)
     for label, label2, alone, image in zip(first, again, single, small_images):
-        if name.startswith("openpose"):
-            # Random weights find nobody: Joint omits the label.
-            assert label is None and label2 is None and alone is None
-            continue
         assert label.shape == (*image.shape[:2], 3) and label.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(label, axis=-1), 1.0, atol=1e-4)
         np.testing.assert_array_equal(label, label2)  # deterministic
         np.testing.assert_allclose(label, alone, atol=2e-3)  # batching does not change a label
 
 
-def test_normal_encoding_matches_joint(outputs, joint_example):
+def test_normal_encoding_matches_joint(normals, joint_example):
     """Stored normals decode to unit vectors, as Joint's own files do."""
-    label = outputs["normalbae"][0][0]
+    label = normals[0][0]
     stored = decode_file(encode_file("normal", encode_label("normal", label)), "RGB")
     assert stored.dtype == np.uint8 and stored.shape == label.shape
     ours = np.linalg.norm(decode_normal(stored), axis=-1).mean()
@@ -129,30 +138,32 @@ def test_joint_normal_axes_are_what_flip_x_targets(joint_example):
         assert n[-h // 8 :, :, 1].mean() > n[: h // 8, :, 1].mean() - 0.05
 
 
-def test_normalbae_flip_x_negates_only_x(weights, annotators, small_images):
-    folder, overrides = weights["normalbae"]
-    unflipped = build("normalbae", **{**overrides, "flip_x": False}).annotate(small_images[:1])[0]
-    flipped = annotators["normalbae"].annotate(small_images[:1])[0]
+def test_normalbae_flip_x_negates_only_x(annotators, normals, small_images):
+    unflipped = with_config(annotators["normalbae"], flip_x=False).annotate(small_images[:1])[0]
+    flipped = normals[0][0]
     np.testing.assert_allclose(flipped[..., 0], -unflipped[..., 0], atol=1e-5)
     np.testing.assert_allclose(flipped[..., 1:], unflipped[..., 1:], atol=1e-5)
 
 
-def test_normalbae_matches_controlnet_aux_detector(weights):
-    """Same weights, same 64x64 input: our label (unflipped) equals NormalBaeDetector's map up to uint8 rounding."""
-    folder, overrides = weights["normalbae"]
-    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    ours = build("normalbae", **{**overrides, "flip_x": False}).annotate([image])[0]
+def test_normalbae_matches_controlnet_aux_detector(weights, annotators):
+    """The baseline runs, and on the same input at the working size our label (unflipped) equals
+    NormalBaeDetector's map up to uint8 rounding: same network, same normalisation, no resizing."""
+    folder, _ = weights["normalbae"]
+    side = 64  # the baseline's smallest size: controlnet_aux rounds to multiples of 64
+    image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    ours = with_config(annotators["normalbae"], flip_x=False, resolution=side).annotate([image])[0]
     theirs = random_weights.BASELINES["normalbae"](folder)(image)
-    assert theirs.shape == (64, 64, 3)
+    assert theirs.shape == (side, side, 3) and theirs.dtype == np.uint8
     ours_u8 = ((ours + 1) * 0.5 * 255.0).clip(0, 255)
     assert np.abs(ours_u8 - theirs.astype(np.float64)).max() <= 2.0
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_baseline_runs(name, weights, small_images):
+@pytest.mark.parametrize("name", ["openpose", "openpose_full"])
+def test_openpose_baseline_runs(name, weights, small_images):
     folder, _ = weights[name]
     out = random_weights.BASELINES[name](folder)(small_images[0])
-    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert out.dtype == np.uint8 and out.shape == small_images[0].shape
+    assert out.max() == 0  # nobody found: an all-black map, where we return None
 
 
 # ----- grouping and drawing on synthetic maps -----------------------------------------------------
@@ -195,11 +206,11 @@ def test_grouping_recovers_two_known_people():
         np.testing.assert_array_equal(xy, truth.astype(np.int64))
 
 
-def test_rendered_skeleton_has_each_joint_colour_at_its_pixel(weights):
+def test_rendered_skeleton_has_each_joint_colour_at_its_pixel(annotators):
     from controlnet_aux.open_pose import PoseResult
     from controlnet_aux.open_pose.body import BodyResult, Keypoint
 
-    ann = build("openpose", **{**weights["openpose"][1], "draw_resolution": 0})
+    ann = with_config(annotators["openpose"], draw_resolution=0)
     h, w = 160, 256
     keypoints = [Keypoint(x / w, y / h) for x, y in PERSON]
     canvas = ann._render([PoseResult(BodyResult(keypoints, 1.0, 18), None, None, None)], (h, w))
@@ -208,8 +219,7 @@ def test_rendered_skeleton_has_each_joint_colour_at_its_pixel(weights):
         np.testing.assert_array_equal(canvas[y, x], colour)
     assert canvas[:, 200:].max() == 0 and canvas[5, 5].max() == 0  # black away from the person
     # Default draw resolution: drawn at 288 short side, resized to the input, joints stay put.
-    coarse = dataclasses.replace(ann.config, draw_resolution=288)
-    ann.config = coarse
+    ann = with_config(ann, draw_resolution=288)
     big = ann._render([PoseResult(BodyResult(keypoints, 1.0, 18), None, None, None)], (2 * h, 2 * w))
     assert big.shape == (2 * h, 2 * w, 3)
     x, y = PERSON[0].astype(int) * 2
@@ -232,18 +242,19 @@ class _SyntheticBody:
 
 
 @pytest.mark.parametrize("name", ["openpose", "openpose_full"])
-def test_person_is_detected_and_drawn_at_input_size(name, weights):
+def test_person_is_detected_and_drawn_at_input_size(name, annotators):
     """The full annotate path (device upsampling, peaks, grouping, hands/face crops, drawing) on a synthetic body."""
-    overrides = {**weights[name][1], "resolution": 160, "net_height": 160, "draw_resolution": 0}
+    changes = {"resolution": 160, "net_height": 160, "draw_resolution": 0}
     if name == "openpose_full":
-        overrides.update(hand_scales=(0.125,), face_size=48)
-    ann = build(name, **overrides)
+        changes.update(hand_scales=(0.125,), face_size=48)
+    ann = with_config(annotators[name], **changes)
     ann.forward = _SyntheticBody(ann)
     calls = {"hand": 0, "face": 0}
-    for part in ("hand", "face"):
-        net = getattr(ann, part)
-        if net is not None:
-            net.register_forward_hook(lambda *_, part=part: calls.__setitem__(part, calls[part] + 1))
+    hooks = [
+        getattr(ann, part).register_forward_hook(lambda *_, part=part: calls.__setitem__(part, calls[part] + 1))
+        for part in ("hand", "face")
+        if getattr(ann, part) is not None
+    ]
     images = [np.full((160, 256, 3), 90, np.uint8), np.full((320, 512, 3), 90, np.uint8)]
     labels = ann.annotate(images)
     for label, image in zip(labels, images):
@@ -253,9 +264,12 @@ def test_person_is_detected_and_drawn_at_input_size(name, weights):
         window = label[y - 4 * s : y + 4 * s + 1, x - 4 * s : x + 4 * s + 1].reshape(-1, 3).astype(int)
         assert (np.abs(window - JOINT_COLOURS[1]).max(axis=1) <= 40).any()
     assert working_size((320, 512), 160, 1) == (160, 256)
-    np.testing.assert_array_equal(labels[0], ann.annotate(images[:1])[0])
+    if name == "openpose":  # batching: the first image alone gets the label it got beside the second
+        np.testing.assert_array_equal(labels[0], ann.annotate(images[:1])[0])
+    for hook in hooks:
+        hook.remove()
     if name == "openpose_full":
         assert calls["hand"] >= 1 and calls["face"] >= 1
-    empty = build(name, **overrides)
+    empty = with_config(ann)
     empty.forward = lambda x: tuple(t * 0 for t in _SyntheticBody(ann)(x))
     assert empty.annotate(images) == [None, None]
