@@ -9,7 +9,7 @@ import pytest
 from annotators.base import AnnotatorConfig
 from annotators.loading import ModelUnavailableError
 from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
-from annotators.registry import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, build
+from annotators.registry import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import decode_edge, decode_lineart, encode_label
 
@@ -121,13 +121,14 @@ def test_registry_sections():
     assert set(PRESETS) <= set(RANDOM_CHECKPOINTS) and set(PRESETS) <= set(BASELINES)
 
 
-def test_configs_are_frozen():
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_frozen_configs(name):
     import dataclasses
 
-    a = build("hed")
-    assert isinstance(a.config, AnnotatorConfig)
+    config = REGISTRY[name][1]
+    assert isinstance(config, AnnotatorConfig) and config.model_id and config.revision
     with pytest.raises(dataclasses.FrozenInstanceError):
-        a.config.resolution = 1  # type: ignore[misc]
+        config.resolution = 1  # type: ignore[misc]
 
 
 # ----- parity with controlnet_aux on the same module -------------------------------------------
