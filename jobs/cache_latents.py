@@ -1,0 +1,49 @@
+"""`jodi cache-latents INPUT OUTPUT`: encode a labeled dataset once for training (jodi/latents.py).
+
+INPUT is a label job output (its data/*.parquet) or a Joint folder (metadata.jsonl). Rerunning on the
+same OUTPUT encodes only records not cached yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from jodi.latents import CacheConfig, run_cache_job
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    defaults = CacheConfig(input="", output="")
+    p.add_argument("input", help="label job output folder or Joint folder")
+    p.add_argument("output", help="latent cache folder")
+    p.add_argument("--vae", default=defaults.vae, help="DC-AE hub id or folder ('tiny' = random test stand-in)")
+    p.add_argument("--vae-revision", default=defaults.vae_revision)
+    p.add_argument("--text-encoder", default=defaults.text_encoder, help="Gemma-2 hub id or folder ('tiny')")
+    p.add_argument("--text-encoder-revision", default=defaults.text_encoder_revision)
+    p.add_argument("--resolution", type=int, default=defaults.resolution, help="bucket base size (1024 = paper)")
+    p.add_argument("--no-empty-openpose", action="store_true",
+                   help="treat a missing openpose as absent instead of a black 'no person' label")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--concurrency", type=int, default=defaults.concurrency, help="encoder actors")
+    p.add_argument("--gpus", type=float, default=defaults.num_gpus, help="GPUs per encoder actor")
+
+
+def build_config(args: argparse.Namespace) -> CacheConfig:
+    return CacheConfig(
+        input=args.input, output=args.output, vae=args.vae, vae_revision=args.vae_revision,
+        text_encoder=args.text_encoder, text_encoder_revision=args.text_encoder_revision,
+        resolution=args.resolution, empty_openpose=not args.no_empty_openpose, batch_size=args.batch_size,
+        concurrency=args.concurrency, num_gpus=args.gpus,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    print(json.dumps(run_cache_job(build_config(args))))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m jobs.cache_latents")
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))
