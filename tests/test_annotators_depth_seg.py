@@ -76,9 +76,9 @@ def test_labels_match_inputs_and_are_deterministic(name, annotators, images):
     assert len(labels) == len(images)
     for img, label in zip(images, labels):
         assert label.shape == img.shape[:2]
-        assert np.isfinite(label).all() if label.dtype.kind == "f" else True
         if name in DEPTH:
-            assert label.dtype == np.float32
+            assert label.dtype == np.float32 and np.isfinite(label).all()
+            assert label.min() >= 0  # disparity / inverse depth is never negative
             assert label.std() > 0  # the random model is not constant: a real map came back
         else:
             assert label.dtype == np.uint8 and label.max() <= 11
