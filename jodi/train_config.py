@@ -89,5 +89,7 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r}; choose one of {', '.join(allowed)}")
         if self.init != "random" and not self.init_weights:
             raise ValueError(f"init={self.init!r} needs init_weights (a path or hf://repo/file)")
+        if self.strategy == "fsdp" and self.ema_decay:
+            raise ValueError("EMA keeps a full copy of the model; with strategy=fsdp use ema_decay=None")
         if self.batch_size < 1 or self.max_steps < 1:
             raise ValueError("batch_size and max_steps must be positive")
