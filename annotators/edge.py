@@ -28,6 +28,8 @@ def load_torch_checkpoint(annotator: str, repo_id: str, filename: str, revision:
     """
     import torch
 
+    if not repo_id:
+        raise ModelUnavailableError(f"{annotator}: no model_id configured; pass `--model {annotator}=/path/to/folder`")
     path = hub_file(annotator, repo_id, filename, revision)
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
@@ -105,7 +107,7 @@ class PiDiNetConfig(AnnotatorConfig):
     filename: str = "table5_pidinet.pth"  # PiDiNet (Su et al., ICCV 2021) Table 5 model, BSDS500
     resolution: int = 512
     multiple_of: int = 16
-    # Fold the pixel-difference convolutions into vanilla ones once at load (paper §3.2): same output, faster.
+    # Fold the pixel-difference convolutions into vanilla kernels once at load (Su et al. 2021): same output.
     reparameterize: bool = True
 
 
@@ -140,7 +142,7 @@ _PIDINET_PDC_KEYS = ["init_block.weight"] + [
 
 
 def reparameterize_pidinet(state: dict, ops: list[str]) -> dict:
-    """Rewrite PiDiNet's pixel-difference kernels as the equivalent vanilla kernels (PiDiNet paper §3.2, Fig. 4).
+    """Rewrite PiDiNet's pixel-difference kernels as the equivalent vanilla kernels (Su et al., ICCV 2021).
 
     - cv: unchanged;
     - cd (central difference, sum_i w_i (x_i - x_c)): subtract the kernel sum at the centre tap;

@@ -5,7 +5,7 @@
 and run the same network in torch, so the demo has a real learned edge detector
 with no hub access and no TensorFlow.
 
-The network (paper §4, Fig. 3): the 13 convolutions of VGG16 in five blocks
+The network, as the paper describes it: the 13 convolutions of VGG16 in five blocks
 separated by 2x2 max pools, one 1x1 "side output" convolution on the last
 feature map of each block, each side map upsampled bilinearly to the input
 size, and a 1x1 fusion convolution over the five side maps; the fused map
@@ -56,6 +56,44 @@ def bundled_weights_path() -> Path | None:
         if path.exists():
             return path
     return None
+
+
+class HEDNet(nn.Module):
+    """VGG16 trunk + five side outputs + fused output. Input: Caffe-style BGR minus mean, Bx3xHxW."""
+
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 512)) -> None:
+        super().__init__()
+        blocks, c_in = [], 3
+        for depth, width in zip(VGG_BLOCK_DEPTHS, widths):
+            convs = []
+            for _ in range(depth):
+                convs.append(nn.Conv2d(c_in, width, 3, padding=1))
+                c_in = width
+            blocks.append(nn.ModuleList(convs))
+        self.blocks = nn.ModuleList(blocks)
+        self.sides = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths)
+        self.fuse = nn.Conv2d(5, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fused edge logits, Bx1xHxW (sigmoid gives probabilities)."""
+        h, w = x.shape[-2:]
+        sides = []
+        for b, convs in enumerate(self.blocks):
+            if b > 0:
+                # Keras "same" 2x2/2 pooling pads bottom/right only: ceil_mode.
+                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
+            for conv in convs:
+                x = torch.relu(conv(x))
+            s = self.sides[b](x)
+            if b > 0:
+                s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
+            sides.append(s)
+        return self.fuse(torch.cat(sides, dim=1))
+
+    def preprocess(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """float RGB in [0, 1], Bx3xHxW -> the Caffe-style input HED was trained on (BGR, 0..255, minus mean)."""
+        mean = torch.tensor(HED_MEAN_BGR, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
+        return rgb01.flip(1) * 255.0 - mean
 
 
 def read_h5_state(path: str | Path) -> dict[str, np.ndarray]:
@@ -111,7 +149,7 @@ def write_h5_state(path: str | Path, state: dict[str, np.ndarray]) -> None:
         put(f.create_group("fuse"), state["fuse.weight"], state["fuse.bias"], "conv2d_5")
 
 
-def build_hed_net(state: dict[str, np.ndarray]) -> "HEDNet":
+def build_hed_net(state: dict[str, np.ndarray]) -> HEDNet:
     """An `HEDNet` with the widths of `state`, its weights loaded (strict)."""
     widths = tuple(int(state[f"blocks.{b}.0.weight"].shape[0]) for b in range(5))
     net = HEDNet(widths)
@@ -123,41 +161,3 @@ def random_hed_state(widths: tuple[int, ...] = (64, 128, 256, 512, 512), seed: i
     """A randomly initialised HED state of the given widths (torch's default init), as numpy arrays."""
     torch.manual_seed(seed)
     return {k: v.detach().numpy().copy() for k, v in HEDNet(widths).state_dict().items()}
-
-
-class HEDNet(nn.Module):
-    """VGG16 trunk + five side outputs + fused output. Input: Caffe-style BGR minus mean, Bx3xHxW."""
-
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 512)) -> None:
-        super().__init__()
-        blocks, c_in = [], 3
-        for depth, width in zip(VGG_BLOCK_DEPTHS, widths):
-            convs = []
-            for _ in range(depth):
-                convs.append(nn.Conv2d(c_in, width, 3, padding=1))
-                c_in = width
-            blocks.append(nn.ModuleList(convs))
-        self.blocks = nn.ModuleList(blocks)
-        self.sides = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths)
-        self.fuse = nn.Conv2d(5, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Fused edge logits, Bx1xHxW (sigmoid gives probabilities)."""
-        h, w = x.shape[-2:]
-        sides = []
-        for b, convs in enumerate(self.blocks):
-            if b > 0:
-                # Keras "same" 2x2/2 pooling pads bottom/right only: ceil_mode.
-                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-            for conv in convs:
-                x = torch.relu(conv(x))
-            s = self.sides[b](x)
-            if b > 0:
-                s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
-            sides.append(s)
-        return self.fuse(torch.cat(sides, dim=1))
-
-    def preprocess(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """float RGB in [0, 1], Bx3xHxW -> the Caffe-style input HED was trained on (BGR, 0..255, minus mean)."""
-        mean = torch.tensor(HED_MEAN_BGR, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
-        return rgb01.flip(1) * 255.0 - mean
