@@ -75,10 +75,10 @@ def edge_counts(pred: np.ndarray, gt: np.ndarray, cfg: EdgeEvalConfig = EdgeEval
 
 
 def _prf(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(..., 4) counts -> precision, recall, F (BSDS: an empty prediction has precision 1)."""
+    """(..., 4) counts -> precision, recall, F (as BSDS `computeRPF`: an empty map has precision 0)."""
     c = np.asarray(counts, np.float64)
-    recall = np.where(c[..., 1] > 0, c[..., 0] / np.maximum(c[..., 1], 1), 0.0)
-    precision = np.where(c[..., 3] > 0, c[..., 2] / np.maximum(c[..., 3], 1), 1.0)
+    recall = c[..., 0] / np.maximum(c[..., 1], 1)
+    precision = c[..., 2] / np.maximum(c[..., 3], 1)
     f = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     return precision, recall, f
 

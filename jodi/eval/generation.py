@@ -34,9 +34,9 @@ class Fid:
         self.count = {"real": 0, "fake": 0}
 
     def _prepare(self, images: list[np.ndarray]) -> torch.Tensor:
-        x = torch.nn.functional.interpolate(to_batch(images), size=(self.size, self.size), mode="bilinear",
-                                            antialias=True, align_corners=False)
-        return x.clamp(0, 1)
+        resized = [torch.nn.functional.interpolate(to_batch([a]), size=(self.size, self.size), mode="bilinear",
+                                                   antialias=True, align_corners=False) for a in images]
+        return torch.cat(resized).clamp(0, 1)
 
     def update(self, images: list[np.ndarray], real: bool) -> None:
         self.metric.update(self._prepare(images), real=real)
