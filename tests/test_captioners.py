@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -237,4 +236,3 @@ def test_config_is_frozen():
     assert isinstance(config, CaptionerConfig)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.prompt = "x"  # type: ignore[misc]
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
