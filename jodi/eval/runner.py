@@ -135,7 +135,8 @@ def evaluate_item(pipe, item: EvalItem, cfg: EvalConfig, lpips=None,
         ref, decoded, kind = refs[d]
         if not decoded:  # Joint labels follow the image to the evaluation size; real ground truth keeps its own
             ref = resize_to(d, ref, image.shape[:2])
-        out["stats"][d] = score(d, preds[d], ref, metrics_for_reference(cfg.metrics, decoded), lpips, ref_decoded=decoded)
+        metrics = metrics_for_reference(cfg.metrics, decoded)
+        out["stats"][d] = score(d, preds[d], ref, metrics, lpips, ref_decoded=decoded)
         out["sources"][d] = kind
         out["pictures"][d] = (preds[d], ref)
     for c in cfg.control:
@@ -273,7 +274,8 @@ def picture_grid(results: list[dict], domains: tuple[str, ...], rows: int, cell:
                 span = finite.max() - finite.min()
                 a = ((finite - finite.min()) / (span if span > 0 else 1) * 255).astype(np.uint8)
             thumb = Image.fromarray(a).convert("RGB")
-            thumb.thumbnail((cell, cell))
+            scale = cell / max(thumb.size)  # fit the cell, up or down
+            thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
             grid.paste(thumb, (j * cell, 16 + i * cell))
     return grid
 
