@@ -103,18 +103,21 @@ def fit_to_bucket(img, size: tuple[int, int]) -> np.ndarray:
 
 
 def _read_input(cfg: CacheConfig):
-    """A Ray Dataset of rows {id, source, height, width, captions, image, annotation_*} with file bytes."""
+    """(Ray Dataset of rows {id, source, height, width, captions, image, annotation_*} with file bytes,
+    the input's ids). The ids are read on the driver from the id column / metadata only."""
+    import pyarrow.parquet as pq
     import ray
 
     root = Path(cfg.input)
     if (root / "data").is_dir() or str(cfg.input).endswith(".parquet"):
         src = str(root / "data") if (root / "data").is_dir() else cfg.input
         cols = ["id", "source", "info", CAPTION, "image", *[annotation_key(d) for d in LABEL_DOMAINS]]
-        return ray.data.read_parquet(src, columns=cols).map_batches(
-            _flatten_parquet, batch_format="pyarrow", zero_copy_batch=True
-        )
+        ids = pq.read_table(src, columns=["id"]).column("id").to_pylist()
+        ds = ray.data.read_parquet(src, columns=cols)
+        return ds.map_batches(_flatten_parquet, batch_format="pyarrow", zero_copy_batch=True), ids
     if (root / "metadata.jsonl").exists():
-        return ray.data.from_items(_joint_items(root)).map(_read_joint_files)
+        items = _joint_items(root)
+        return ray.data.from_items(items).map(_read_joint_files), [it["id"] for it in items]
     raise FileNotFoundError(f"{cfg.input}: neither a label job output (data/*.parquet) nor a Joint folder")
 
 
@@ -319,23 +322,23 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     (out / LATENT_DIR).mkdir(parents=True, exist_ok=True)
     meta_path = out / CACHE_META
     meta = {"schema_version": LATENT_SCHEMA_VERSION, "domains": list(ALL_DOMAINS), **asdict(cfg)}
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        for key in ("vae", "text_encoder", "resolution", "domains"):
-            if old.get(key) != meta[key]:
-                raise ValueError(f"{out} was cached with {key}={old.get(key)!r}, not {meta[key]!r}; use a new output")
-    probe = ray.get(ray.remote(num_gpus=cfg.num_gpus)(_probe_encoders).remote(cfg))
-    meta["latent_channels"], meta["text_channels"] = probe["latent_channels"], int(probe["emb"].shape[-1])
-    if not (out / NULL_TEXT).exists():
+    old_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    for key in ("vae", "text_encoder", "resolution", "domains"):
+        if old_meta and old_meta.get(key) != meta[key]:
+            raise ValueError(f"{out} was cached with {key}={old_meta.get(key)!r}, not {meta[key]!r}; use a new output")
+    if "latent_channels" in old_meta and (out / NULL_TEXT).exists():
+        meta["latent_channels"], meta["text_channels"] = old_meta["latent_channels"], old_meta["text_channels"]
+    else:
+        probe = ray.get(ray.remote(num_gpus=cfg.num_gpus)(_probe_encoders).remote(cfg))
+        meta["latent_channels"], meta["text_channels"] = probe["latent_channels"], int(probe["emb"].shape[-1])
         tensors = {"emb": torch.tensor(probe["emb"]), "mask": torch.tensor(probe["mask"]).to(torch.uint8)}
         save_file(tensors, str(out / NULL_TEXT))
     done = cached_ids(cfg.output)
-    ds = _read_input(cfg)
-    total = ds.count()
-    if done:
-        ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
-    new = ds.count() if done else total
+    ds, ids = _read_input(cfg)
+    new = len(set(ids) - done)
     if new:
+        if done:
+            ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
         ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose})
         ds = ds.map_batches(
             _Encode,
@@ -348,11 +351,5 @@ def run_cache_job(cfg: CacheConfig) -> dict:
         ds.write_parquet(str(out / LATENT_DIR))
     meta["records"] = len(cached_ids(cfg.output))
     meta_path.write_text(json.dumps(meta, indent=2))
-    return {"total": total, "new": new, "cached": meta["records"]}
-
-
-def decode_latents(row: dict, channels: int, num_domains: int) -> np.ndarray:
-    """A cache row's latents -> float32 (D, C, h, w)."""
-    z = np.frombuffer(row["latents"], np.float16)
-    return z.reshape(num_domains, channels, int(row["latent_h"]), int(row["latent_w"])).astype(np.float32)
+    return {"total": len(ids), "new": new, "cached": meta["records"]}
 

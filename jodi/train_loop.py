@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
@@ -159,6 +160,8 @@ def run_training(cfg: TrainConfig, session: Session, collator: Collator) -> dict
             seen += 1
             if index < state["batch_in_epoch"]:
                 continue  # trained on before the resume: same order, so skip without drawing randomness
+            if window.samples == 0:  # time from the window's first batch: excludes start-up and resume skipping
+                window.started = time.perf_counter()
             batch = collator(group, np_rng).to(session.device)
             per_sample = train_step(model, optimizer, scheduler, batch, generator, cfg)
             if ema is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -102,3 +103,26 @@ def test_dropout_statistics_binomial():
 def test_record_without_caption_uses_null_text():
     batch = _collator(caption_dropout=0.0)([_row(0, "1.0", captions=())], np.random.default_rng(0))
     assert batch.drop_text[0] and (batch.y[0, 0] == -1).all()
+
+
+def test_joint_folder_rows_prepare_to_buckets(joint_example):
+    """The cache job's CPU stage on the official Joint samples: bucket from info, labels as present."""
+    from jodi.latents import _joint_items, _read_joint_files, bucket_sizes, prepare_row
+
+    items = _joint_items(joint_example)
+    assert len(items) == 3
+    with_pose = [it["annotation_openpose"] is not None for it in items]
+    assert sum(with_pose) == 1  # only the image with a person has an openpose file
+    for item, has_pose in zip(items, with_pose):
+        for empty_openpose in (True, False):
+            out = prepare_row(_read_joint_files(item), resolution=64, empty_openpose=empty_openpose)
+            present = np.frombuffer(out["present"], np.uint8)
+            assert present[:7].tolist() == [1] * 7  # image + 6 labels always present in the samples
+            assert present[7] == int(has_pose or empty_openpose)
+            h, w = bucket_sizes(64)[out["bucket"]]
+            pixels = np.frombuffer(out["pixels"], np.uint8).reshape(out["shape"])
+            assert pixels.shape == (8, h, w, 3) and pixels[0].std() > 10
+            if not has_pose:
+                assert (pixels[7] == 0).all()  # the black "no person" image
+        assert set(out["caption_models"]) == set(json.loads(
+            (joint_example / "metadata.jsonl").read_text().splitlines()[items.index(item)])["caption"])

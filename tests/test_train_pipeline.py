@@ -171,3 +171,15 @@ def test_two_worker_ray_train_run_without_duplicates(cache, tmp_path):
     assert ids0 and ids1 and not set(ids0) & set(ids1)
     assert len(ids0) == len(set(ids0)) and len(ids1) == len(set(ids1))
     assert set(ids0) | set(ids1) <= cached_ids(str(cache))
+
+
+@pytest.mark.slow
+def test_ray_train_run_resumes_by_name(cache, tmp_path):
+    """Ray Train V2 restores a run from its storage path and name: the second call continues at step 3."""
+    cfg = _cfg(cache, tmp_path, num_workers=1, cpus_per_worker=0.5, max_steps=2, log_every=1, checkpoint_every=2)
+    assert train(cfg)["metrics"]["step"] == 2
+    result = train(_cfg(cache, tmp_path, num_workers=1, cpus_per_worker=0.5, max_steps=3, log_every=1,
+                        checkpoint_every=2))
+    assert result["metrics"]["step"] == 3
+    history = [json.loads(x) for x in (tmp_path / "runs" / cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [1, 2, 3]
