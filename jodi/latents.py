@@ -137,24 +137,21 @@ def _flatten_parquet(table: pa.Table) -> pa.Table:
 
 
 def _joint_items(root: Path) -> list[dict]:
-    from schemas.paths import resolve_inside
+    """Index a Joint folder (every metadata split) through schemas.joint: paths only, no file read yet."""
+    from schemas.joint import iter_joint_entries
 
     items = []
-    for line in (root / "metadata.jsonl").read_text().splitlines():
-        if not line.strip():
-            continue
-        meta = json.loads(line)
+    for entry in iter_joint_entries(root):
         item = {
-            "id": Path(meta["image"]).name.split(".")[0],
-            "source": str(root),
-            "height": int(meta["info"]["height"]),
-            "width": int(meta["info"]["width"]),
-            CAPTION: [{"model": k, "text": v} for k, v in sorted(meta.get("caption", {}).items())],
-            "image": str(resolve_inside(root, meta["image"])),
+            "id": entry.id,
+            "source": str(entry.files["image"]),
+            "height": entry.height,
+            "width": entry.width,
+            CAPTION: [{"model": k, "text": v} for k, v in sorted(entry.captions.items())],
+            "image": str(entry.path("image")),
         }
         for d in LABEL_DOMAINS:
-            rel = meta.get(annotation_key(d))
-            item[annotation_key(d)] = str(resolve_inside(root, rel)) if rel else None
+            item[annotation_key(d)] = str(entry.path(d)) if d in entry.files else None
         items.append(item)
     return items
 
