@@ -39,29 +39,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def is_test(record_id: str, fraction: float) -> bool:
-    """Deterministic held-out membership from the id alone (stable across reruns and machines)."""
-    return int(hashlib.md5(record_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+def _hash01(record_id: str) -> float:
+    """A number in [0, 1] from the id alone, so the held-out split is stable across reruns and machines."""
+    return int(hashlib.md5(record_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def split_joint(labeled: Path, out: Path, fraction: float) -> dict[str, int]:
-    """Copy a Joint folder into out/train and out/test Joint folders (metadata.jsonl + the files each line names)."""
+    """Copy a Joint folder into out/train and out/test Joint folders (metadata.jsonl + the files each line
+    names). Records whose id hashes below `fraction` are held out; each side gets at least one record."""
     lines = [json.loads(x) for x in (labeled / "metadata.jsonl").read_text().splitlines() if x.strip()]
-    counts = {"train": 0, "test": 0}
+    if len(lines) < 2:
+        raise ValueError(f"{labeled}: {len(lines)} labeled record(s); a train and a test split need at least 2")
+    ranked = sorted(lines, key=lambda m: _hash01(Path(m["image"]).name.split(".")[0]))
+    n_test = min(len(lines) - 1, max(1, sum(_hash01(Path(m["image"]).name.split(".")[0]) < fraction for m in lines)))
     shutil.rmtree(out, ignore_errors=True)
-    for meta in lines:
-        rid = Path(meta["image"]).name.split(".")[0]
-        split = "test" if is_test(rid, fraction) else "train"
+    for k, meta in enumerate(ranked):
+        split = "test" if k < n_test else "train"
         for key, rel in meta.items():
             if key == "image" or key.startswith("annotation_"):
                 (out / split / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(labeled / rel, out / split / rel)
         with open(out / split / "metadata.jsonl", "a") as f:
             f.write(json.dumps(meta) + "\n")
-        counts[split] += 1
-    if not counts["train"] or not counts["test"]:
-        raise ValueError(f"{len(lines)} labeled records give an empty split {counts}; add images or change --test-fraction")
-    return counts
+    return {"train": len(lines) - n_test, "test": n_test}
 
 
 def _annotators(text: str) -> tuple[str, ...]:
