@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--short-side", type=int, default=64, help="labeled image short side (and training resolution)")
     parser.add_argument("--steps", type=int, default=30, help="training steps")
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-3, help="higher than fine-tuning's 1e-4: a tiny model from scratch")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="higher than fine-tuning's 1e-4: a tiny model trained from scratch")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--vae", default="tiny", help="'tiny' or a DC-AE hub id / folder")
     parser.add_argument("--text-encoder", default="tiny", help="'tiny' or a Gemma-2 hub id / folder")
@@ -132,7 +133,8 @@ def _train(args: argparse.Namespace, out: Path) -> dict:
 
     cfg = TrainConfig(
         data=(DataSource(str(out / "cache")),), output=str(out / "train"), run_name="e2e", preset=args.preset,
-        lr=args.lr, batch_size=args.batch_size, max_steps=args.steps, seed=args.seed + 1, log_every=max(1, args.steps // 15),
+        lr=args.lr, batch_size=args.batch_size, max_steps=args.steps, seed=args.seed + 1,
+        log_every=max(1, args.steps // 15),
         checkpoint_every=args.steps, keep_checkpoints=1, gradient_checkpointing=False, bf16=False,
     )
     shutil.rmtree(out / "train", ignore_errors=True)  # a smoke run starts from scratch every time
@@ -172,7 +174,8 @@ def render_report(s: dict, history: list[dict]) -> str:
     lab, tr = s["label"], s["train"]
     lines = [
         "# Train-after-label smoke run", "",
-        f"Annotators: {', '.join(s['annotators'])}. Records: {s['splits']['train']} train, {s['splits']['test']} test.", "",
+        f"Annotators: {', '.join(s['annotators'])}. "
+        f"Records: {s['splits']['train']} train, {s['splits']['test']} test.", "",
         "| stage | seconds |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in s["seconds"].items()], "",
         "## Labeling", "", "```", json.dumps(lab, indent=1, default=str)[:1500], "```", "",

@@ -46,7 +46,8 @@ def test_split_is_deterministic_and_never_empty(tmp_path):
     first = split_joint(src, tmp_path / "a", fraction=0.0)  # nothing hashes below 0: one record still held out
     again = split_joint(src, tmp_path / "b", fraction=0.0)
     assert first == again == {"train": 2, "test": 1}
-    assert (tmp_path / "a" / "test" / "metadata.jsonl").read_text() == (tmp_path / "b" / "test" / "metadata.jsonl").read_text()
+    held_out = [(tmp_path / x / "test" / "metadata.jsonl").read_text() for x in ("a", "b")]
+    assert held_out[0] == held_out[1]
     assert split_joint(src, tmp_path / "c", fraction=1.0) == {"train": 1, "test": 2}
     with pytest.raises(ValueError, match="at least 2"):
         (src / "metadata.jsonl").write_text(lines[0] + "\n")

@@ -112,13 +112,14 @@ def test_checkpoint_folder_loads_newest_step(tmp_path):
     for step, scale in ((5, 0.0), (12, 1.0)):
         folder = tmp_path / "run" / f"checkpoint_{step}"
         folder.mkdir(parents=True)
-        save_file({k: (v * scale).contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        weights = {k: (v * scale).contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(folder / "model.safetensors"))
     spec = PipelineSpec(str(tmp_path / "run"), preset="tiny", vae="tiny", text_encoder="tiny")
     assert spec.weights_file().endswith("checkpoint_12/model.safetensors")
     loaded = spec().model
-    key = "blocks.0.attn.qkv.weight" if "blocks.0.attn.qkv.weight" in model.state_dict() else next(
-        k for k, v in model.state_dict().items() if v.ndim == 2)
-    assert torch.equal(loaded.state_dict()[key], model.state_dict()[key])
+    got = loaded.state_dict()
+    for k, v in model.state_dict().items():  # the null caption is re-encoded by the text encoder at load time
+        assert k == "y_embedder.y_embedding" or torch.equal(got[k], v), k
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         PipelineSpec(str(tmp_path)).weights_file()
 

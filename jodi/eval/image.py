@@ -50,7 +50,8 @@ class Lpips:
 
         if backbone not in ("pretrained", "random"):
             raise ValueError(f"backbone={backbone!r}; choose pretrained or random")
-        try:  # `pretrained=True` loads the linear heads bundled with torchmetrics; pnet_rand skips torchvision's download
+        # `pretrained=True` loads the linear heads bundled with torchmetrics; `pnet_rand` skips torchvision's download
+        try:
             self.net = _NoTrainLpips(net=net, pretrained=True, pnet_rand=backbone == "random").to(device).eval()
         except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError
             raise MetricWeightsUnavailableError(

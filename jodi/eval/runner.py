@@ -238,7 +238,8 @@ def markdown_table(report: dict) -> str:
             lines.append(f"| {d} | {s['reference']} | {cells} |")
         lines.append("")
     if report["control"]:
-        lines += ["## Controllable generation", "", "| condition | FID | condition LPIPS | images |", "|---|---|---|---|"]
+        lines += ["## Controllable generation", "", "| condition | FID | condition LPIPS | images |",
+                  "|---|---|---|---|"]
         for c, s in report["control"].items():
             lines.append(f"| {c} | {_fmt(s['fid'])} | {_fmt(s['lpips'])} | {s['images']} |")
         lines.append("")
