@@ -115,7 +115,8 @@ def make_preprocess(cls: type, config: CaptionerConfig, quality: int = 95) -> Ca
 
     def preprocess(row: dict) -> dict:
         image = np.asarray(row["image"], dtype=np.uint8)
-        request = {k: v for k, v in row.items() if k != "image"}
+        # Keep every column, the image included: later stages of the label job encode and write it.
+        request = dict(row)
         if chat:
             content = [
                 {"type": "image_url", "image_url": {"url": image_data_url(image, quality)}},

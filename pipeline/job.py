@@ -169,6 +169,10 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
     for group in groups:
         res = cfg.resources_for(group[0])
+        vllm = _vllm_config(cfg, group)
+        if vllm is not None:
+            ds = _vllm_stage(ds, group[0], vllm, res)
+            continue
         # Auto CPU share: leave one CPU for decode/encode/write, split the rest between annotator stages.
         cpus = res.num_cpus if res.num_cpus is not None else max(0.25, (cluster_cpus - 1) / len(groups))
         ds = ds.map_batches(
@@ -200,6 +204,30 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
                 run_stats[key] += float(values.sum())
         bar.update(n)
     bar.close()
+
+
+def _vllm_config(cfg: LabelJobConfig, group: list[str]):
+    """The captioner config of a group when it selects the vLLM backend (then it runs alone in its stage)."""
+    cls, config = resolve(group[0])
+    config = dataclasses.replace(config, **cfg.overrides.get(group[0], {}))
+    if getattr(config, "backend", "transformers") != "vllm":
+        return None
+    if len(group) > 1:
+        raise JobConfigError(f"{group[0]} uses the vLLM backend and cannot be colocated with {group[1:]}")
+    return config
+
+
+def _vllm_stage(ds, name: str, config, res):
+    """Captions through Ray Data LLM (vLLM continuous batching), then back to our columns."""
+    from annotators.caption_vllm import VLLMResources, build_caption_processor
+    from pipeline.stages import vllm_caption_columns
+
+    resources = VLLMResources(batch_size=res.batch_size, concurrency=res.pool_max)
+    ds = build_caption_processor(name, resources, config)(ds)
+    return ds.map_batches(
+        vllm_caption_columns, fn_kwargs={"caption_key": config.caption_key, "annotator": name},
+        batch_size=64, batch_format="numpy",
+    )
 
 
 def _progress(total: int, what: str, enabled: bool):

@@ -120,7 +120,9 @@ class AnnotateStage:
         for ann in self.annotators:
             t0 = time.perf_counter()
             todo = [i for i in range(n) if not error[i]]
-            labels = self._run(ann, [batch["image"][i] for i in todo])
+            # Annotators that read an input dataset's own caption (alt_text) get it alongside the image.
+            extra = {"source_caption": [str(batch["source_caption"][i]) or None for i in todo]} if "source_caption" in batch else {}
+            labels = self._run(ann, [batch["image"][i] for i in todo], extra)
             column = [None] * n
             for i, lab in zip(todo, labels, strict=True):
                 if isinstance(lab, Exception):
@@ -135,21 +137,39 @@ class AnnotateStage:
         return result
 
     @staticmethod
-    def _run(ann, images: list[np.ndarray]) -> list:
+    def _run(ann, images: list[np.ndarray], extra: dict[str, list]) -> list:
         """Batch call; if the batch fails, retry image by image so one bad input cannot sink its neighbours."""
         if not images:
             return []
         try:
-            return list(ann({"image": images})[ann.domain])
+            return list(ann({"image": images, **extra})[ann.domain])
         except Exception:  # noqa: BLE001 - isolate the failing image below
             out = []
-            for image in images:
+            for j, image in enumerate(images):
                 try:
-                    out.append(ann({"image": [image]})[ann.domain][0])
+                    one = {k: [v[j]] for k, v in extra.items()}
+                    out.append(ann({"image": [image], **one})[ann.domain][0])
                 except Exception as exc:  # noqa: BLE001
                     exc.reason = getattr(exc, "reason", type(exc).__name__)
                     out.append(exc)
             return out
+
+
+def vllm_caption_columns(batch: dict[str, np.ndarray], caption_key: str, annotator: str) -> dict[str, np.ndarray]:
+    """After a `ray.data.llm` captioning stage: its `caption`/`caption_error` columns -> our
+    `caption__<key>` column and error columns (rows that already failed keep their first error)."""
+    result = {k: v for k, v in batch.items() if k not in ("caption", "caption_error")}
+    n = len(batch["id"])
+    error, stage, detail = list(batch["error"]), list(batch["error_stage"]), list(batch["detail"])
+    captions = []
+    for i in range(n):
+        text, failed = batch["caption"][i], batch["caption_error"][i]
+        if failed and not error[i]:
+            error[i], stage[i], detail[i] = str(failed), f"annotate:{annotator}", "vLLM returned no caption"
+        captions.append("" if error[i] or text is None else str(text))
+    result[f"caption__{caption_key}"] = _column(captions)
+    result.update(error=_column(error), error_stage=_column(stage), detail=_column(detail))
+    return result
 
 
 def _label_column(ann) -> str:

@@ -220,3 +220,34 @@ def test_killed_job_resumes_without_loss_or_duplicates(tmp_path):
     lines = (out / "metadata.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines)) == n
     assert not (out / "_staging").exists()
+
+
+def test_model_backed_annotators_end_to_end(tmp_path, ray_local):
+    """Depth (Depth Anything V2), segmentation (OneFormer) and a BLIP-2 caption, tiny random weights of the
+    real architectures loaded through their real from_pretrained paths inside Ray actors."""
+    from annotators.random_weights import RANDOM_CHECKPOINTS
+
+    names = ("depth_anything_v2_small", "oneformer_ade20k", "blip2_opt_2_7b")
+    overrides = {n: RANDOM_CHECKPOINTS[n](tmp_path / n) for n in names}
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, size in enumerate([(64, 80), (80, 64), (64, 64)]):
+        Image.fromarray(photo(size)).save(src / f"m{i}.png")
+    out = tmp_path / "out"
+    stats = run_label_job(small_job(src, out, annotators=names, overrides=overrides), progress=False)
+    assert stats["records_out"] == 3, stats
+    assert stats["per_domain"] == {"depth": 3, "seg_12colors": 3}
+    assert stats["captions"] == {"BLIP2-OPT-2.7b": 3}
+    assert stats["caption_stats"]["BLIP2-OPT-2.7b"]["count"] == 3
+    for line in (json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()):
+        depth = Image.open(out / line["annotation_depth"])
+        assert depth.mode == "L" and (depth.height, depth.width) == (line["info"]["height"], line["info"]["width"])
+        d = np.asarray(depth)
+        assert d.min() <= 3 and d.max() >= 252  # per-image min-max, as Joint
+        seg = Image.open(out / line["annotation_seg_12colors"])
+        assert seg.format == "PNG" and palette_only(np.asarray(seg.convert("RGB")))
+        assert line["annotation_seg_12colors"].endswith(".jpg.png")
+        assert line["caption"]["BLIP2-OPT-2.7b"].strip()
+    prov = {p["annotator"]: p for r in all_records(out) for p in r["provenance"]}
+    assert set(prov) == set(names)
+    assert prov["depth_anything_v2_small"]["model_id"] == overrides["depth_anything_v2_small"]["model_id"]
