@@ -13,6 +13,7 @@ the latest checkpoint (Ray Train V2 restores a run by its storage path and name)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -144,7 +145,14 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
 
     if not ray.is_initialized():
         ray.init()
-    storage = cfg.output if "://" in cfg.output else str(Path(cfg.output).resolve())
+    # Workers do not share the driver's working directory: send absolute local paths.
+    cfg = dataclasses.replace(
+        cfg,
+        output=_absolute(cfg.output),
+        data=tuple(dataclasses.replace(src, path=_absolute(src.path)) for src in cfg.data),
+        resume_from=_absolute(cfg.resume_from) if cfg.resume_from else None,
+    )
+    storage = cfg.output
     trainer = TorchTrainer(
         worker_fn or _worker,
         train_loop_config={"cfg": cfg},
@@ -172,6 +180,10 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
             out["loss_curve"] = f"{storage.rstrip('/')}/{cfg.run_name}/loss_curve.png"
             plot_loss_curve(history, out["loss_curve"])
     return out
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).resolve())
 
 
 def _project_root() -> str:

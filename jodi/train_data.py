@@ -143,7 +143,7 @@ class Collator:
             z = np.frombuffer(row["latents"], np.float16).astype(np.float32)
             x0.append(z.reshape(self.num_domains, self.latent_channels, int(row["latent_h"]), int(row["latent_w"])))
             task, role = sample_roles(present, rng)
-            models = list(row["caption_models"] or [])
+            models = [] if row["caption_models"] is None else [str(m) for m in row["caption_models"]]
             weights = self.caption_weights[int(row.get("source_index") or 0)]
             pick = choose_caption(models, weights, rng)
             dropped = pick is None or rng.random() < self.caption_dropout
