@@ -98,7 +98,8 @@ class OpenposeAnnotator(Annotator):
     # ----- the batched network call -----------------------------------------------------------
     def forward(self, x):
         """x: float Bx3xhxw RGB in [0, 1] (h, w multiples of 8) -> (PAFs Bx38, heatmaps Bx19) at h/8 x w/8."""
-        pafs, heatmaps = self.body(_openpose_input(x))
+        with self._autocast():
+            pafs, heatmaps = self.body(_openpose_input(x))
         return pafs.float(), heatmaps.float()
 
     # ----- labelling --------------------------------------------------------------------------
@@ -111,7 +112,8 @@ class OpenposeAnnotator(Annotator):
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
-        with torch.inference_mode(), self._autocast():
+        # Autocast covers the network calls only: peak finding and PAF scores stay in fp32.
+        with torch.inference_mode():
             for detect, idx in groups.items():
                 for start in range(0, len(idx), self.config.max_batch):
                     chunk = idx[start : start + self.config.max_batch]
@@ -157,7 +159,7 @@ class OpenposeAnnotator(Annotator):
 
     # ----- hands and face (openpose_full) -----------------------------------------------------
     def _hands(self, body, image, detect):
-        """(left, right) hand keypoints in [0, 1] or None; every scale of every hand crop in one batch."""
+        """(left, right) hand keypoints in [0, 1] or None; per scale, all hand crops of the person in one batch."""
         import torch
         import torch.nn.functional as F
         from controlnet_aux.open_pose import util
@@ -171,7 +173,8 @@ class OpenposeAnnotator(Annotator):
         for scale in self.config.hand_scales:
             size = max(STRIDE, round(scale * BOXSIZE / STRIDE) * STRIDE)  # 184, 368, 552, 736 by default
             batch = torch.cat([F.interpolate(c, size=(size, size), mode="bilinear", antialias=True) for c in crops])
-            heat = self.hand(_openpose_input(batch)).float()
+            with self._autocast():
+                heat = self.hand(_openpose_input(batch)).float()
             heat = F.interpolate(heat, scale_factor=STRIDE, mode="bicubic", align_corners=False)
             avg = avg + F.interpolate(heat, size=(128, 128), mode="bicubic", align_corners=False)
         avg = (avg / len(self.config.hand_scales))[:, :21]
@@ -202,7 +205,8 @@ class OpenposeAnnotator(Annotator):
         crop = image[None, :, y : y + w, x : x + w]
         size = self.config.face_size
         inp = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
-        heat = self.face(_openpose_input(inp))[-1].float()
+        with self._autocast():
+            heat = self.face(_openpose_input(inp))[-1].float()
         heat = F.interpolate(heat, size=crop.shape[-2:], mode="bilinear", align_corners=True)[0]
         best, where = heat.flatten(1).max(dim=1)
         best, where = best.cpu().numpy(), where.cpu().numpy()

@@ -129,7 +129,7 @@ def test_normal_encoding_matches_joint(normals, joint_example):
     assert abs(ours - 1.0) < 0.01 and abs(theirs - 1.0) < 0.01
 
 
-def test_joint_normal_axes_are_what_flip_x_targets(joint_example):
+def test_joint_normals_face_the_camera_and_ground_points_up(joint_example):
     """Joint: ground (image bottom) points up (G > 128), surfaces face the camera (B > 128)."""
     for path in sorted((joint_example / "annotation_normal").glob("*.jpg")):
         n = decode_normal(decode_file(path.read_bytes(), "RGB"))
