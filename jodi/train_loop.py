@@ -188,6 +188,6 @@ def run_training(cfg: TrainConfig, session: Session, collator: Collator) -> dict
                 raise ValueError(f"an epoch gave no batch: fewer than batch_size={cfg.batch_size} records per bucket")
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
-    if record:
+    if record and state["step"] % cfg.checkpoint_every:  # the epoch limit ended the run between checkpoints
         checkpoint(record)
     return record

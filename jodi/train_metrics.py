@@ -78,7 +78,7 @@ def plot_loss_curve(history: list[dict], path: str) -> None:
     for task in TASKS:
         pts = [(h["step"], h[f"loss_{task}"]) for h in history if h.get(f"loss_{task}") is not None]
         if pts:
-            ax.plot(*zip(*pts), label=task, linewidth=1, alpha=0.8)
+            ax.plot(*zip(*pts), label=task, linewidth=1, alpha=0.8, marker=".")
     ax.set_xlabel("step")
     ax.set_ylabel("flow-matching loss (generated domains)")
     ax.set_yscale("log")
