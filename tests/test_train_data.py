@@ -126,3 +126,19 @@ def test_joint_folder_rows_prepare_to_buckets(joint_example):
                 assert (pixels[7] == 0).all()  # the black "no person" image
         assert set(out["caption_models"]) == set(json.loads(
             (joint_example / "metadata.jsonl").read_text().splitlines()[items.index(item)])["caption"])
+
+
+def test_metrics_window_per_task_means_and_curve(tmp_path):
+    from jodi.train_metrics import MetricsWindow, format_line, plot_loss_curve
+
+    w = MetricsWindow()
+    w.add([1.0, 3.0], ("joint", "perception"), tokens=64)
+    w.add([2.0], ("joint",), tokens=32)
+    totals = [a + b for a, b in zip(w.as_vector(), w.as_vector())]  # two identical workers, all-reduced
+    rec = w.summary(totals, step=5, epoch=0, lr=1e-4, world_size=2)
+    assert rec["loss"] == pytest.approx(2.0) and rec["loss_joint"] == pytest.approx(1.5)
+    assert rec["loss_perception"] == pytest.approx(3.0) and rec["loss_controllable"] is None
+    assert rec["samples"] == 6 and rec["tokens_per_s"] > rec["samples_per_s"] > 0
+    assert "step 5/10" in format_line(rec, 10)
+    plot_loss_curve([rec, {**rec, "step": 6, "loss": 1.0}], str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
