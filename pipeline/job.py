@@ -12,10 +12,12 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import time
 from collections import Counter
 from pathlib import Path
 
+from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
@@ -34,6 +36,7 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
     """Run the job to completion and return the stats written to OUT/stats.json."""
     started = time.perf_counter()
     names = _check_annotators(cfg.annotators)
+    cfg = _canonical_keys(cfg)
     layout = OutputLayout(cfg.output)
     sources = list_sources(cfg.input, cfg.hf_split)  # a missing input fails here, before any work
     items = shard_items(sources, cfg.shard_size)
@@ -85,6 +88,14 @@ def _check_annotators(requested: tuple[str, ...]) -> list[str]:
             raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
         outputs[out] = n
     return list(dict.fromkeys(names))
+
+
+def _canonical_keys(cfg: LabelJobConfig) -> LabelJobConfig:
+    """Per-annotator settings may name a domain (`--model depth=...`): key them by registry name."""
+    def canon(d: dict) -> dict:
+        return {canonical_name(k): v for k, v in d.items()}
+
+    return dataclasses.replace(cfg, overrides=canon(cfg.overrides), resources=canon(cfg.resources))
 
 
 def _check_previous_job(layout: OutputLayout, cfg: LabelJobConfig, names: list[str]) -> dict | None:
@@ -195,15 +206,33 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         batch_size=16, batch_format="numpy", compute=_actors(1, 1), num_cpus=0.25,
     )
     bar = _progress(total, what, progress)
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        n = len(batch["source"])
-        run_stats["processed"] += n
-        run_stats["failed"] += int(sum(1 for e in batch["error"] if e))
-        for key, values in batch.items():
-            if key.startswith("t_"):
-                run_stats[key] += float(values.sum())
-        bar.update(n)
-    bar.close()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            n = len(batch["source"])
+            run_stats["processed"] += n
+            run_stats["failed"] += int(sum(1 for e in batch["error"] if e))
+            for key, values in batch.items():
+                if key.startswith("t_"):
+                    run_stats[key] += float(values.sum())
+            bar.update(n)
+    except Exception as exc:
+        # Missing weights surface inside an actor's constructor; give the user our one line, not Ray's traceback.
+        line = _model_unavailable_line(exc)
+        if line is not None:
+            raise ModelUnavailableError(line) from None
+        raise
+    finally:
+        bar.close()
+
+
+def _model_unavailable_line(exc: BaseException) -> str | None:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ModelUnavailableError):
+            return str(seen.args[0]) if seen.args else str(seen)
+        seen = seen.__cause__ or seen.__context__
+    match = re.search(r"ModelUnavailableError: ([^\n]+)", str(exc))
+    return match.group(1) if match else None
 
 
 def _vllm_config(cfg: LabelJobConfig, group: list[str]):

@@ -251,3 +251,37 @@ def test_model_backed_annotators_end_to_end(tmp_path, ray_local):
     prov = {p["annotator"]: p for r in all_records(out) for p in r["provenance"]}
     assert set(prov) == set(names)
     assert prov["depth_anything_v2_small"]["model_id"] == overrides["depth_anything_v2_small"]["model_id"]
+
+
+def test_jodi_label_command_with_domain_names_and_local_weights(tmp_path, ray_local, capsys):
+    """`jodi label IN OUT -a depth,edge --model depth=FOLDER --config job.yaml`: the user-facing path."""
+    from annotators.random_weights import RANDOM_CHECKPOINTS
+    from jobs.cli import main
+
+    folder = tmp_path / "da2"
+    overrides = RANDOM_CHECKPOINTS["depth_anything_v2_large"](folder)
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo((64, 96))).save(src / "one.jpg")
+    (tmp_path / "job.yaml").write_text(
+        "min_short_side: 32\ntarget_short_side: 64\n"
+        f"overrides:\n  depth: {json.dumps({k: v for k, v in overrides.items() if k != 'model_id'})}\n"
+        "resources:\n  canny: {batch_size: 2}\n"
+    )
+    # edge = PiDiNet, whose weights are not here: one clear line, exit code 2.
+    assert main(["label", str(src), str(tmp_path / "o1"), "-a", "edge", "--quiet", "--min-short-side", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "pidinet: model 'lllyasviel/Annotators" in err and "--model pidinet=" in err
+    assert err.strip().splitlines()[-1].startswith("jodi label: pidinet: model 'lllyasviel/Annotators")
+    out = tmp_path / "out"
+    code = main(["label", str(src), str(out), "-a", "depth,canny", "--model", f"depth={folder}",
+                 "--config", str(tmp_path / "job.yaml"), "--quiet", "--colocate", "depth+canny"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "labeled 1 of 1 inputs" in printed and "preview" in printed
+    line = json.loads((out / "metadata.jsonl").read_text())
+    assert {"annotation_depth", "annotation_edge"} <= set(line)
+    prov = {p["annotator"]: p for r in all_records(out) for p in r["provenance"]}
+    assert prov["depth_anything_v2_large"]["model_id"] == str(folder)
+    assert main(["label", str(src), str(tmp_path / "o2"), "-a", "no_such_model", "--quiet"]) == 2
+    assert "known annotators" in capsys.readouterr().err
