@@ -135,88 +135,106 @@ class OpenposeAnnotator(Annotator):
         pafs, heat = _to_detect(pafs, net, detect), _to_detect(heat[:, :NUM_PARTS], net, detect)
         peaks = _find_peaks(heat, self.config.peak_threshold, self.config.max_peaks_per_part)
         people = _group_batch(peaks, pafs, h_d, self.config.paf_threshold)
-        wants_crops = (self.hand is not None or self.face is not None) and any(people)
-        crops = self._to_tensor(images, detect) if wants_crops else None
-        return [self._pose_results(p, pk, crops, b, detect) for b, (p, pk) in enumerate(zip(people, peaks))]
+        return self._pose_results(images, people, peaks, detect)
 
-    def _pose_results(self, people, peaks: Peaks, image, b: int, detect: tuple[int, int]) -> list:
-        from controlnet_aux.open_pose import PoseResult
-        from controlnet_aux.open_pose.body import BodyResult, Keypoint
+    def _pose_results(self, images, people, peaks: list[Peaks], detect: tuple[int, int]) -> list[list]:
+        """controlnet_aux PoseResults per image (coordinates in [0, 1]), hands and face included when enabled."""
+        from controlnet_aux.open_pose import PoseResult, util
+        from controlnet_aux.open_pose.body import Keypoint
 
         h_d, w_d = detect
-        results = []
-        for ids in people:
-            pixel = [Keypoint(*map(float, peaks.xy[i])) if i >= 0 else None for i in ids]
-            body = BodyResult(keypoints=pixel, total_score=0.0, total_parts=int((ids >= 0).sum()))
-            left = right = face = None
+        bodies = [  # (image index, body in detect-size pixels)
+            (b, _body_result([Keypoint(*map(float, pk.xy[i])) if i >= 0 else None for i in ids]))
+            for b, (persons, pk) in enumerate(zip(people, peaks))
+            for ids in persons
+        ]
+        shape = np.empty((h_d, w_d, 3), np.uint8)  # controlnet_aux's box helpers only read the image's shape
+        hand_boxes, face_boxes = [], []  # (body index, box)
+        for n, (_, body) in enumerate(bodies):
             if self.hand is not None:
-                left, right = self._hands(body, image[b], detect)
-            if self.face is not None:
-                face = self._face(body, image[b], detect)
-            norm = [Keypoint(k.x / w_d, k.y / h_d) if k is not None else None for k in pixel]
-            results.append(PoseResult(BodyResult(norm, body.total_score, body.total_parts), left, right, face))
+                hand_boxes += [(n, box) for box in util.handDetect(body, shape)]
+            face = util.faceDetect(body, shape) if self.face is not None else None
+            if face is not None:
+                face_boxes.append((n, face))
+        hands, faces = [], []
+        if hand_boxes or face_boxes:
+            image = self._to_tensor(images, detect)
+            hands = self._hands(image, [(bodies[n][0], *box) for n, box in hand_boxes], detect)
+            faces = self._faces(image, [(bodies[n][0], *box) for n, box in face_boxes], detect)
+        extras = [{"left": None, "right": None, "face": None} for _ in bodies]
+        for (n, box), keypoints in zip(hand_boxes, hands):
+            extras[n]["left" if box[3] else "right"] = keypoints
+        for (n, _), keypoints in zip(face_boxes, faces):
+            extras[n]["face"] = keypoints
+        results: list[list] = [[] for _ in images]
+        for (b, body), extra in zip(bodies, extras):
+            norm = _body_result([Keypoint(k.x / w_d, k.y / h_d) if k is not None else None for k in body.keypoints])
+            results[b].append(PoseResult(norm, extra["left"], extra["right"], extra["face"]))
         return results
 
     # ----- hands and face (openpose_full) -----------------------------------------------------
-    def _hands(self, body, image, detect):
-        """(left, right) hand keypoints in [0, 1] or None; per scale, all hand crops of the person in one batch."""
+    def _hands(self, image, boxes: list[tuple], detect: tuple[int, int]) -> list[list]:
+        """Keypoints in [0, 1] of each hand box (b, x, y, w, is_left); per scale, the batch's hands in one forward."""
         import torch
         import torch.nn.functional as F
-        from controlnet_aux.open_pose import util
         from controlnet_aux.open_pose.body import Keypoint
 
-        boxes = util.handDetect(body, np.empty((*detect, 3), np.uint8))
         if not boxes:
-            return None, None
-        crops = [_gaussian_blur(image[None, :, y : y + w, x : x + w], 0.8, radius=3) for x, y, w, _ in boxes]
+            return []
+        crops = [_gaussian_blur(image[b : b + 1, :, y : y + w, x : x + w], 0.8, radius=3) for b, x, y, w, _ in boxes]
         avg = 0.0
         for scale in self.config.hand_scales:
             size = max(STRIDE, round(scale * BOXSIZE / STRIDE) * STRIDE)  # 184, 368, 552, 736 by default
             batch = torch.cat([F.interpolate(c, size=(size, size), mode="bilinear", antialias=True) for c in crops])
-            with self._autocast():
-                heat = self.hand(_openpose_input(batch)).float()
+            heat = torch.cat([self._hand_net(part) for part in batch.split(self.config.max_batch)])
             heat = F.interpolate(heat, scale_factor=STRIDE, mode="bicubic", align_corners=False)
             avg = avg + F.interpolate(heat, size=(128, 128), mode="bicubic", align_corners=False)
         avg = (avg / len(self.config.hand_scales))[:, :21]
         smooth = _gaussian_blur(avg, 3.0).cpu().numpy()
         avg = avg.cpu().numpy()
         h_d, w_d = detect
-        hands = {True: None, False: None}
-        for (x, y, w, is_left), raw, sm in zip(boxes, avg, smooth):
+        hands = []
+        for (_, x, y, w, _), raw, sm in zip(boxes, avg, smooth):
             keypoints = []
             for part in range(21):
                 gx, gy = _hand_peak(raw[part], sm[part], self.config.hand_threshold)
                 # Grid -> crop pixels (truncated, as controlnet_aux); a coordinate of 0 means "not found".
                 px, py = int(gx * w / 128), int(gy * w / 128)
                 keypoints.append(Keypoint((px + x) / w_d if px > 0 else -1.0, (py + y) / h_d if py > 0 else -1.0))
-            hands[is_left] = keypoints
-        return hands[True], hands[False]
+            hands.append(keypoints)
+        return hands
 
-    def _face(self, body, image, detect):
-        """Face keypoints in [0, 1] (parts above threshold only), or None."""
+    def _hand_net(self, x):
+        with self._autocast():
+            return self.hand(_openpose_input(x)).float()
+
+    def _faces(self, image, boxes: list[tuple], detect: tuple[int, int]) -> list[list | None]:
+        """Keypoints in [0, 1] (parts above threshold) of each face box (b, x, y, w); all faces in one forward."""
+        import torch
         import torch.nn.functional as F
-        from controlnet_aux.open_pose import util
         from controlnet_aux.open_pose.body import Keypoint
 
-        box = util.faceDetect(body, np.empty((*detect, 3), np.uint8))
-        if box is None:
-            return None
-        x, y, w = box
-        crop = image[None, :, y : y + w, x : x + w]
+        if not boxes:
+            return []
         size = self.config.face_size
-        inp = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True)
+        crops = [image[b : b + 1, :, y : y + w, x : x + w] for b, x, y, w in boxes]
+        inp = torch.cat([F.interpolate(c, size=(size, size), mode="bilinear", antialias=True) for c in crops])
         with self._autocast():
-            heat = self.face(_openpose_input(inp))[-1].float()
-        heat = F.interpolate(heat, size=crop.shape[-2:], mode="bilinear", align_corners=True)[0]
-        best, where = heat.flatten(1).max(dim=1)
-        best, where = best.cpu().numpy(), where.cpu().numpy()
+            heat = torch.cat([self.face(_openpose_input(p))[-1].float() for p in inp.split(self.config.max_batch)])
         h_d, w_d = detect
-        width = crop.shape[-1]
-        return [
-            Keypoint((pos % width + x) / w_d, (pos // width + y) / h_d)
-            for val, pos in zip(best, where)
-            if val > self.config.face_threshold
-        ] or None
+        faces = []
+        for (_, x, y, _), crop, maps in zip(boxes, crops, heat):
+            # Peaks on the map resized to the crop, as controlnet_aux Face (bilinear, align_corners=True).
+            maps = F.interpolate(maps[None], size=crop.shape[-2:], mode="bilinear", align_corners=True)[0]
+            best, where = (t.cpu().numpy() for t in maps.flatten(1).max(dim=1))
+            width = crop.shape[-1]
+            keypoints = [
+                Keypoint((pos % width + x) / w_d, (pos // width + y) / h_d)
+                for val, pos in zip(best, where)
+                if val > self.config.face_threshold
+            ]
+            faces.append(keypoints or None)
+        return faces
 
     # ----- drawing ----------------------------------------------------------------------------
     def _render(self, poses: list, size: tuple[int, int]) -> np.ndarray:
@@ -232,6 +250,12 @@ class OpenposeAnnotator(Annotator):
             shrink = ch * cw > h * w
             canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         return np.ascontiguousarray(canvas, dtype=np.uint8)
+
+
+def _body_result(keypoints: list):
+    from controlnet_aux.open_pose.body import BodyResult
+
+    return BodyResult(keypoints, total_score=0.0, total_parts=sum(k is not None for k in keypoints))
 
 
 # ----- device-side helpers --------------------------------------------------------------------
