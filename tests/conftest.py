@@ -19,6 +19,18 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 JOINT_EXAMPLE = SHARED / "joint_example"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests use tiny models: intra-op threads gain nothing and, on a busy 2-core CPU, the hand-offs
+    cost far more than the work. Benchmarks (bench/) set their own thread counts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One in-process Ray for the whole session (starting Ray costs seconds on 2 cores)."""

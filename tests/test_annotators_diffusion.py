@@ -18,16 +18,6 @@ from schemas.encoding import decode_normal, encode_label
 PRESETS = ["lotus_normal", "lotus_depth", "marigold_normals", "rgbx_albedo", "marigold_albedo"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy CPU the thread hand-offs cost ~30x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def images(sample_images) -> list[np.ndarray]:

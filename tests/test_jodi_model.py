@@ -19,14 +19,6 @@ from schemas import ALL_DOMAINS
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "jodi_1600m_state_dict_shapes.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run ~100x faster on one thread than on two contended ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tiny():

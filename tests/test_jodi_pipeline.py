@@ -18,14 +18,6 @@ from schemas.encoding import decode_normal, palette_only
 FAST = SamplerConfig(steps=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors run ~100x faster on one thread than on two contended ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
