@@ -14,8 +14,18 @@ from pathlib import Path
 
 # Real photographs that scikit-image ships (no network, nothing vendored). Grey ones test the RGB path.
 SAMPLES = (
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "retina", "camera", "coins", "moon", "motorcycle", "colorwheel",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "coins",
+    "moon",
+    "motorcycle",
+    "colorwheel",
 )
 
 
@@ -54,12 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     hub = [n for d, n in DOMAIN_DEFAULTS.items() if n not in offline]
     names = tuple(DOMAIN_DEFAULTS.values()) if args.full else offline
     if not args.full:
-        print(f"demo: offline annotators {', '.join(offline)}; with network access, "
-              f"`make demo DEMO_ARGS=--full` adds {', '.join(hub)}")
+        print(
+            f"demo: offline annotators {', '.join(offline)}; with network access, "
+            f"`make demo DEMO_ARGS=--full` adds {', '.join(hub)}"
+        )
     output = args.output + ("_full" if args.full else "")
     cfg = LabelJobConfig(
-        input=str(corpus), output=output, annotators=names,
-        min_short_side=256, target_short_side=512, shard_size=8, preview_rows=6,
+        input=str(corpus),
+        output=output,
+        annotators=names,
+        min_short_side=256,
+        target_short_side=512,
+        shard_size=8,
+        preview_rows=6,
     )
     import ray
 

@@ -16,22 +16,39 @@ from pipeline.config import LabelJobConfig, StageResources
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="image folder (local or fsspec URI, e.g. s3://bucket/dir), a .txt list of paths, "
-                   "hf://datasets/<name>, or a datasets.save_to_disk folder")
+    p.add_argument(
+        "input",
+        help="image folder (local or fsspec URI, e.g. s3://bucket/dir), a .txt list of paths, "
+        "hf://datasets/<name>, or a datasets.save_to_disk folder",
+    )
     p.add_argument("output", help="output folder (Joint layout + Parquet shards)")
-    p.add_argument("--annotators", "-a", default=None,
-                   help="comma list of annotator names or domains (a domain picks its Joint-1.6M default)")
+    p.add_argument(
+        "--annotators",
+        "-a",
+        default=None,
+        help="comma list of annotator names or domains (a domain picks its Joint-1.6M default)",
+    )
     p.add_argument("--config", help="YAML job file (annotators, resources, overrides, colocate, sizes)")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                   help="use local weights for an annotator (a folder or hub id); repeatable")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use local weights for an annotator (a folder or hub id); repeatable",
+    )
     p.add_argument("--min-short-side", type=int)
     p.add_argument("--target-short-side", type=int)
     p.add_argument("--shard-size", type=int)
     p.add_argument("--gpus", type=float, help="GPUs per annotator actor (fractional allowed), all stages")
     p.add_argument("--batch-size", type=int, help="batch size of every annotator stage")
     p.add_argument("--pool", type=int, help="max actors per annotator stage")
-    p.add_argument("--colocate", action="append", default=[], metavar="A+B",
-                   help="run these annotators in one actor (e.g. pidinet+informative_drawings); repeatable")
+    p.add_argument(
+        "--colocate",
+        action="append",
+        default=[],
+        metavar="A+B",
+        help="run these annotators in one actor (e.g. pidinet+informative_drawings); repeatable",
+    )
     p.add_argument("--no-joint", action="store_true", help="write Parquet shards only")
     p.add_argument("--hf-split", help="split of a Hugging Face dataset input (default train)")
     p.add_argument("--hf-image-column")
@@ -75,7 +92,11 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
         overrides[name].setdefault("revision", None)
     data["overrides"] = overrides
     default = StageResources(**(data.pop("default_resources", None) or {}))
-    cli = {k: v for k, v in (("num_gpus", args.gpus), ("batch_size", args.batch_size), ("pool_max", args.pool)) if v is not None}
+    cli = {
+        k: v
+        for k, v in (("num_gpus", args.gpus), ("batch_size", args.batch_size), ("pool_max", args.pool))
+        if v is not None
+    }
     default = dataclasses.replace(default, **cli)
     data["default_resources"] = default
     data["resources"] = {k: dataclasses.replace(default, **v) for k, v in (data.get("resources") or {}).items()}

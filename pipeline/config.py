@@ -40,7 +40,9 @@ class LabelJobConfig:
     max_pixels: int = 100_000_000  # decompression-bomb guard, checked on the header before decoding
     allow_animated: bool = False  # animated GIF/WebP/PNG: error by default, first frame if allowed
     shard_size: int = 256  # inputs per shard: the unit of completion markers and Parquet files
-    write_joint: bool = True  # the Joint folder layout; Parquet shards are always written (they are the truth for resume)
+    write_joint: bool = (
+        True  # the Joint folder layout; Parquet shards are always written (they are the truth for resume)
+    )
     hf_image_column: str = "image"
     hf_caption_column: str | None = None  # keep an input dataset's caption under `hf_caption_key`
     hf_caption_key: str = "source"

@@ -150,8 +150,7 @@ def write_joint(
 def joint_to_parquet(src: str | Path, dst: str | Path, config: ShardConfig = ShardConfig()) -> dict[str, WriteStats]:
     """Every split of a Joint folder -> Parquet shards under `dst/data/`."""
     return {
-        split: write_parquet(iter_joint(src, split), Path(dst) / "data", split, config)
-        for split in metadata_files(src)
+        split: write_parquet(iter_joint(src, split), Path(dst) / "data", split, config) for split in metadata_files(src)
     }
 
 

@@ -21,7 +21,7 @@ from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
-from pipeline.sources import HF_PREFIX, InputItem, list_sources, shard_items, _is_saved_hf_dataset
+from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
 from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
 from pipeline.writer import OutputLayout, atomic_write_text, finalize_shard, staged_sources, write_metadata
 
@@ -51,7 +51,9 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
     todo = [it for s in pending for it in by_shard[s] if it.source not in _staged(layout, s)]
     run_stats: Counter = Counter()
     skipped = len(items) - sum(len(by_shard[s]) for s in pending)
-    log.info("%d inputs in %d shards: %d shards done, %d inputs to label", len(items), len(by_shard), len(done), len(todo))
+    log.info(
+        "%d inputs in %d shards: %d shards done, %d inputs to label", len(items), len(by_shard), len(done), len(todo)
+    )
 
     atomic_write_text(layout.root / "job.json", json.dumps(_job_record(cfg, names, previous), indent=2, default=str))
     if todo:
@@ -92,6 +94,7 @@ def _check_annotators(requested: tuple[str, ...]) -> list[str]:
 
 def _canonical_keys(cfg: LabelJobConfig) -> LabelJobConfig:
     """Per-annotator settings may name a domain (`--model depth=...`): key them by registry name."""
+
     def canon(d: dict) -> dict:
         return {canonical_name(k): v for k, v in d.items()}
 
@@ -150,8 +153,12 @@ def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
         hf_caption_column=cfg.hf_caption_column,
     )
     return ds.map_batches(
-        DecodeStage, fn_constructor_kwargs={"spec": spec}, batch_size=8, batch_format="numpy",
-        compute=_actors(1, 2), num_cpus=1,
+        DecodeStage,
+        fn_constructor_kwargs={"spec": spec},
+        batch_size=8,
+        batch_format="numpy",
+        compute=_actors(1, 2),
+        num_cpus=1,
     )
 
 
@@ -198,12 +205,23 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
     domains = sorted({resolve(n)[0].domain for n in names} - {"caption"})
     ds = ds.map_batches(
         EncodeStage,
-        fn_constructor_kwargs={"domains": domains, "jpeg_quality": cfg.jpeg_quality, "source_caption_key": cfg.hf_caption_key},
-        batch_size=8, batch_format="numpy", compute=_actors(1, 2), num_cpus=0.5,
+        fn_constructor_kwargs={
+            "domains": domains,
+            "jpeg_quality": cfg.jpeg_quality,
+            "source_caption_key": cfg.hf_caption_key,
+        },
+        batch_size=8,
+        batch_format="numpy",
+        compute=_actors(1, 2),
+        num_cpus=0.5,
     )
     ds = ds.map_batches(
-        WriteStage, fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint},
-        batch_size=16, batch_format="numpy", compute=_actors(1, 1), num_cpus=0.25,
+        WriteStage,
+        fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint},
+        batch_size=16,
+        batch_format="numpy",
+        compute=_actors(1, 1),
+        num_cpus=0.25,
     )
     bar = _progress(total, what, progress)
     try:
@@ -254,8 +272,10 @@ def _vllm_stage(ds, name: str, config, res):
     resources = VLLMResources(batch_size=res.batch_size, concurrency=res.pool_max)
     ds = build_caption_processor(name, resources, config)(ds)
     return ds.map_batches(
-        vllm_caption_columns, fn_kwargs={"caption_key": config.caption_key, "annotator": name},
-        batch_size=64, batch_format="numpy",
+        vllm_caption_columns,
+        fn_kwargs={"caption_key": config.caption_key, "annotator": name},
+        batch_size=64,
+        batch_format="numpy",
     )
 
 
@@ -272,12 +292,20 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
     for s in shards:
         ids = layout.read_data(s, ["id", "source"]).to_pylist()
         staged = _staged(layout, s)
-        rows.extend({"source": r["source"], "shard": s, "row": i, "id": r["id"]} for i, r in enumerate(ids) if r["source"] not in staged)
+        rows.extend(
+            {"source": r["source"], "shard": s, "row": i, "id": r["id"]}
+            for i, r in enumerate(ids)
+            if r["source"] not in staged
+        )
     if rows:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / 8)))
         ds = ds.map_batches(
-            RecordDecodeStage, fn_constructor_kwargs={"output": cfg.output}, batch_size=8, batch_format="numpy",
-            compute=_actors(1, 1), num_cpus=0.5,
+            RecordDecodeStage,
+            fn_constructor_kwargs={"output": cfg.output},
+            batch_size=8,
+            batch_format="numpy",
+            compute=_actors(1, 1),
+            num_cpus=0.5,
         )
         _stream(cfg, missing, ds, len(rows), run_stats, progress, f"add {','.join(missing)}")
     provenance = _provenance(cfg, missing)
@@ -285,7 +313,9 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
         base = layout.read_data(s)
         old_errors = layout.read_errors(s)
         marker = json.loads(layout.marker(s).read_text())
-        counts = finalize_shard(layout, s, base.column("source").to_pylist(), provenance, {}, base_table=base, old_errors=old_errors)
+        counts = finalize_shard(
+            layout, s, base.column("source").to_pylist(), provenance, {}, base_table=base, old_errors=old_errors
+        )
         counts["annotators"] = list(dict.fromkeys([*marker.get("annotators", []), *missing]))
         atomic_write_text(layout.marker(s), json.dumps(counts, sort_keys=True))
 

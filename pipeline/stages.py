@@ -64,7 +64,12 @@ class DecodeStage:
             except DecodeError as exc:
                 image, error, stage, detail = _PLACEHOLDER_IMAGE, exc.reason, "decode", str(exc)
             except Exception as exc:  # noqa: BLE001 - any other failure is still a reasoned error row
-                image, error, stage, detail = _PLACEHOLDER_IMAGE, "decode_failed", "decode", f"{type(exc).__name__}: {exc}"
+                image, error, stage, detail = (
+                    _PLACEHOLDER_IMAGE,
+                    "decode_failed",
+                    "decode",
+                    f"{type(exc).__name__}: {exc}",
+                )
             out["id"].append(rid)
             out["image"].append(image)
             out["height"].append(image.shape[0] if not error else 0)
@@ -121,7 +126,11 @@ class AnnotateStage:
             t0 = time.perf_counter()
             todo = [i for i in range(n) if not error[i]]
             # Annotators that read an input dataset's own caption (alt_text) get it alongside the image.
-            extra = {"source_caption": [str(batch["source_caption"][i]) or None for i in todo]} if "source_caption" in batch else {}
+            extra = (
+                {"source_caption": [str(batch["source_caption"][i]) or None for i in todo]}
+                if "source_caption" in batch
+                else {}
+            )
             labels = self._run(ann, [batch["image"][i] for i in todo], extra)
             column = [None] * n
             for i, lab in zip(todo, labels, strict=True):
@@ -224,7 +233,9 @@ class EncodeStage:
         result = {k: batch[k] for k in keep if k in batch}
         result.update({k: v for k, v in batch.items() if k.startswith("t_")})
         result.update({f"file_{d}": _column(v) for d, v in files.items()})
-        result.update(captions=_column(captions), error=_column(error), error_stage=_column(stage), detail=_column(detail))
+        result.update(
+            captions=_column(captions), error=_column(error), error_stage=_column(stage), detail=_column(detail)
+        )
         result["t_encode"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
         return result
 
@@ -306,7 +317,6 @@ class WriteStage:
         status.update({k: v for k, v in batch.items() if k.startswith("t_")})
         status["t_write"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
         return status
-
 
 
 class RecordDecodeStage:

@@ -30,8 +30,8 @@ from schemas.joint import (
     JointFormatError,
     check_schema_version,
     metadata_files,
-    parse_entry,
     parquet_files,
+    parse_entry,
 )
 from schemas.paths import UnsafePathError
 from schemas.record import RECORD_SCHEMA
@@ -85,7 +85,9 @@ class ValidationReport:
             lines.append("OK: no problems found")
             return "\n".join(lines)
         counts = Counter(p.check for p in self.problems)
-        lines.append(f"PROBLEMS: {len(self.problems)} (" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")")
+        lines.append(
+            f"PROBLEMS: {len(self.problems)} (" + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")"
+        )
         lines += [f"  {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
             lines.append(f"  ... and {len(self.problems) - max_problems} more")

@@ -154,9 +154,25 @@ def finalize_shard(
     records, errors = [], list(old_errors or [])
     for r in _dedup_sources(rows):
         if r["error"]:
-            errors.append({"id": r["id"], "source": r["source"], "stage": r["error_stage"], "error": r["error"], "detail": r["detail"]})
+            errors.append(
+                {
+                    "id": r["id"],
+                    "source": r["source"],
+                    "stage": r["error_stage"],
+                    "error": r["error"],
+                    "detail": r["detail"],
+                }
+            )
         elif r["id"] in seen_ids:
-            errors.append({"id": r["id"], "source": r["source"], "stage": "dedup", "error": "duplicate", "detail": f"same bytes as {seen_ids[r['id']]}"})
+            errors.append(
+                {
+                    "id": r["id"],
+                    "source": r["source"],
+                    "stage": "dedup",
+                    "error": "duplicate",
+                    "detail": f"same bytes as {seen_ids[r['id']]}",
+                }
+            )
         else:
             seen_ids[r["id"]] = r["source"]
             records.append(r)

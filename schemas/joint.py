@@ -121,7 +121,9 @@ def parse_entry(obj: object, root: Path, split: str = "", line: int = 0, source:
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (height, width)):
         raise JointFormatError(f"{where}: 'info' height/width must be positive integers, got {info!r}")
     captions = obj.get(CAPTION, {})
-    if not isinstance(captions, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in captions.items()):
+    if not isinstance(captions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in captions.items()
+    ):
         raise JointFormatError(f"{where}: 'caption' must map caption model -> text")
     files = {IMAGE: image}
     for domain in LABEL_DOMAINS:
@@ -228,7 +230,7 @@ def check_schema_version(schema, where: Path) -> None:
 
 
 def detect_layout(path: str | Path) -> str:
-    """"parquet" when the path holds record shards, else "joint" when it has metadata; a label-job
+    """ "parquet" when the path holds record shards, else "joint" when it has metadata; a label-job
     output has both and reads as Parquet (it carries provenance and sources the folder does not)."""
     path = Path(path)
     if path.exists() and parquet_files(path):

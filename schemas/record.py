@@ -77,9 +77,7 @@ class LabeledRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> LabeledRecord:
-        labels = {
-            d: row[annotation_key(d)]["bytes"] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None
-        }
+        labels = {d: row[annotation_key(d)]["bytes"] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None}
         return cls(
             id=row["id"],
             source=row["source"],
@@ -165,7 +163,10 @@ def huggingface_features() -> dict:
     for d in LABEL_DOMAINS:
         feats[annotation_key(d)] = image
     feats["provenance"] = [
-        {k: {"dtype": "string", "_type": "Value"} for k in ("domain", "annotator", "model_id", "revision", "parameters")}
+        {
+            k: {"dtype": "string", "_type": "Value"}
+            for k in ("domain", "annotator", "model_id", "revision", "parameters")
+        }
     ]
     feats["schema_version"] = {"dtype": "string", "_type": "Value"}
     return feats

@@ -26,11 +26,14 @@ def jpeg_bytes(a: np.ndarray, **kw) -> bytes:
 
 def png_header_bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A valid PNG signature + IHDR claiming width x height, with a tiny IDAT: decoding it would need GBs."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def exif_rotated_jpeg(a: np.ndarray) -> bytes:
@@ -63,7 +66,7 @@ def write_corpus(folder: Path) -> dict[str, str | None]:
     Image.fromarray(a).convert("CMYK").save(buf, format="JPEG", quality=92)
     put("cmyk.jpg", buf.getvalue(), None)
     buf = io.BytesIO()
-    Image.fromarray((a[..., 0].astype(np.uint16) * 257)).save(buf, format="PNG")  # 16-bit greyscale
+    Image.fromarray(a[..., 0].astype(np.uint16) * 257).save(buf, format="PNG")  # 16-bit greyscale
     put("grey16.png", buf.getvalue(), None)
     buf = io.BytesIO()
     rgba = np.dstack([a, np.full(a.shape[:2], 128, np.uint8)])

@@ -36,15 +36,35 @@ def head(tmp_path):
     temp = Path("/tmp") / f"rayt{port}"  # short: Ray's socket paths must stay under 108 bytes
     # As on a real cluster, the nodes' environment is the one with the dependencies: `python` in the
     # job's entrypoint resolves through the head's PATH.
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
     proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=2", f"--temp-dir={temp}",
-         "--include-dashboard=true", f"--ray-client-server-port={free_port()}",
-         f"--dashboard-agent-listen-port={free_port()}", f"--min-worker-port={20000 + port % 1000 * 10}",
-         f"--max-worker-port={20000 + port % 1000 * 10 + 200}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            "--num-cpus=2",
+            f"--temp-dir={temp}",
+            "--include-dashboard=true",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--min-worker-port={20000 + port % 1000 * 10}",
+            f"--max-worker-port={20000 + port % 1000 * 10 + 200}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
     )
     address = f"http://127.0.0.1:{dash}"
     deadline = time.time() + 180
@@ -75,9 +95,28 @@ def test_ray_job_submit_labels_a_folder(head, tmp_path):
         Image.fromarray(photo(size)).save(src / f"c{i}.jpg")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     out = tmp_path / "out"
-    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT), "--",
-           "python", "-m", "jobs.label", str(src), str(out), "--annotators", "canny,lineart_standard",
-           "--quiet", "--min-short-side", "32", "--target-short-side", "64"]
+    cmd = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        str(ROOT),
+        "--",
+        "python",
+        "-m",
+        "jobs.label",
+        str(src),
+        str(out),
+        "--annotators",
+        "canny,lineart_standard",
+        "--quiet",
+        "--min-short-side",
+        "32",
+        "--target-short-side",
+        "64",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
     if done.returncode != 0:
         pytest.fail(f"ray job submit failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}", pytrace=False)

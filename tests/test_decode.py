@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, resize_short_side
-
 from tests.bad_inputs import exif_rotated_jpeg, photo, write_corpus
 
 RULES = DecodeRules(min_short_side=32, target_short_side=64, max_pixels=50_000_000)

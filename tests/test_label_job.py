@@ -18,7 +18,7 @@ from PIL import Image
 from pipeline.config import LabelJobConfig
 from pipeline.job import JobConfigError, run_label_job
 from pipeline.sources import InputError
-from schemas.domains import LABEL_DOMAINS, annotation_key
+from schemas.domains import annotation_key
 from schemas.encoding import palette_only
 from tests.bad_inputs import photo, write_corpus
 
@@ -27,8 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def small_job(input_, output, annotators=("canny", "lineart_standard"), **kw) -> LabelJobConfig:
     return LabelJobConfig(
-        input=str(input_), output=str(output), annotators=tuple(annotators),
-        min_short_side=32, target_short_side=64, shard_size=4, **kw,
+        input=str(input_),
+        output=str(output),
+        annotators=tuple(annotators),
+        min_short_side=32,
+        target_short_side=64,
+        shard_size=4,
+        **kw,
     )
 
 
@@ -128,8 +133,17 @@ def test_rerun_with_same_arguments_does_nothing_and_changes_nothing(labeled):
 def test_changed_settings_are_refused(labeled):
     src, out, _, _ = labeled
     with pytest.raises(JobConfigError, match="target_short_side"):
-        run_label_job(LabelJobConfig(input=str(src), output=str(out), annotators=("canny",), min_short_side=32,
-                                     target_short_side=128, shard_size=4), progress=False)
+        run_label_job(
+            LabelJobConfig(
+                input=str(src),
+                output=str(out),
+                annotators=("canny",),
+                min_short_side=32,
+                target_short_side=128,
+                shard_size=4,
+            ),
+            progress=False,
+        )
 
 
 def test_missing_input_fails_before_any_work(tmp_path, ray_local):
@@ -178,7 +192,7 @@ def test_hugging_face_dataset_input_keeps_ids_and_alt_text(tmp_path, ray_local):
     stats = run_label_job(cfg, progress=False)
     assert stats["records_out"] == 3
     ids = {r["id"]: r for r in all_records(out)}
-    for i, p in enumerate(files):
+    for p in files:
         rid = hashlib.md5(p.read_bytes()).hexdigest()
         assert rid in ids
     captions = sorted(c["text"] for r in ids.values() for c in r["caption"] if c["model"] == "Pexels")
@@ -195,11 +209,28 @@ def test_killed_job_resumes_without_loss_or_duplicates(tmp_path):
         a = np.clip(photo((64, 80)).astype(int) + rng.integers(-20, 20, (64, 80, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(a).save(src / f"img{i:03d}.png")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "jobs.label", str(src), str(out), "-a", "canny,lineart_standard",
-           "--min-short-side", "32", "--target-short-side", "64", "--shard-size", "4", "--batch-size", "2", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.label",
+        str(src),
+        str(out),
+        "-a",
+        "canny,lineart_standard",
+        "--min-short-side",
+        "32",
+        "--target-short-side",
+        "64",
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         staged = list((out / "_staging").glob("*/part-*.parquet")) if (out / "_staging").exists() else []
@@ -274,8 +305,22 @@ def test_jodi_label_command_with_domain_names_and_local_weights(tmp_path, ray_lo
     assert "pidinet: model 'lllyasviel/Annotators" in err and "--model pidinet=" in err
     assert err.strip().splitlines()[-1].startswith("jodi label: pidinet: model 'lllyasviel/Annotators")
     out = tmp_path / "out"
-    code = main(["label", str(src), str(out), "-a", "depth,canny", "--model", f"depth={folder}",
-                 "--config", str(tmp_path / "job.yaml"), "--quiet", "--colocate", "depth+canny"])
+    code = main(
+        [
+            "label",
+            str(src),
+            str(out),
+            "-a",
+            "depth,canny",
+            "--model",
+            f"depth={folder}",
+            "--config",
+            str(tmp_path / "job.yaml"),
+            "--quiet",
+            "--colocate",
+            "depth+canny",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "labeled 1 of 1 inputs" in printed and "preview" in printed

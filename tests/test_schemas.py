@@ -31,7 +31,7 @@ from schemas.encoding import (
     encode_seg,
     palette_only,
 )
-from schemas.palette import ADE150_TO_12, PALETTE
+from schemas.palette import ADE150_TO_12
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -161,8 +161,13 @@ def test_record_row_round_trip_through_parquet(tmp_path):
     image = encode_file("image", rng.integers(0, 255, (12, 16, 3), dtype=np.uint8))
     depth = encode_file("depth", encode_depth(rng.uniform(0, 1, (12, 16))))
     rec = LabeledRecord(
-        id="0" * 32, source="/data/a b/ü.jpg", image=image, height=12, width=16,
-        captions={"BLIP2-OPT-2.7b": "a cat"}, labels={"depth": depth},
+        id="0" * 32,
+        source="/data/a b/ü.jpg",
+        image=image,
+        height=12,
+        width=16,
+        captions={"BLIP2-OPT-2.7b": "a cat"},
+        labels={"depth": depth},
         provenance=(Provenance("depth", "depth_anything_v2_large", "depth-anything/x", "abc", "{}"),),
     )
     table = pa.Table.from_pylist([rec.to_row()], schema=RECORD_SCHEMA)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from pipeline.stages import AnnotateStage, EncodeStage, LABEL_NDIM, _column, is_absent, vllm_caption_columns
+from pipeline.stages import LABEL_NDIM, AnnotateStage, EncodeStage, _column, is_absent, vllm_caption_columns
 from tests.bad_inputs import photo
 
 
