@@ -216,6 +216,7 @@ class _Encode:
         import torch
 
         self.codec, self.text = load_encoders(cfg)
+        self.chunk = max(1, cfg.batch_size)
         self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         for enc in (self.codec, self.text):
             if hasattr(enc, "to"):
@@ -232,14 +233,23 @@ class _Encode:
             by_shape.setdefault(tuple(int(s) for s in batch["shape"][i]), []).append(i)
         with torch.no_grad():
             for shape, rows in by_shape.items():
-                pix = np.stack([np.frombuffer(batch["pixels"][i], np.uint8).reshape(shape) for i in rows])
-                x = torch.from_numpy(pix).to(self.device).permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
                 d, h, w = shape[0], shape[1], shape[2]
-                z = self.codec.encode(x.reshape(len(rows) * d, 3, h, w))
-                z = z.reshape(len(rows), d, *z.shape[1:]).float().cpu().numpy()
+                z = np.zeros((len(rows), d, 0, 0), np.float32)
+                # Only present domains are encoded (absent ones stay zero: [X] tokens are zeroed in the model),
+                # at most `batch_size` images per autoencoder call to bound its memory at 1024 px.
+                pairs = [(j, k) for j, i in enumerate(rows)
+                         for k in np.flatnonzero(np.frombuffer(batch["present"][i], np.uint8))]
+                for start in range(0, len(pairs), self.chunk):
+                    part = pairs[start : start + self.chunk]
+                    pix = np.stack([
+                        np.frombuffer(batch["pixels"][rows[j]], np.uint8).reshape(shape)[k] for j, k in part])
+                    x = torch.from_numpy(pix).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+                    out = self.codec.encode(x).float().cpu().numpy()
+                    if z.shape[2] == 0:
+                        z = np.zeros((len(rows), d, *out.shape[1:]), np.float32)
+                    for (j, k), latent in zip(part, out):
+                        z[j, k] = latent
                 for j, i in enumerate(rows):
-                    mask = np.frombuffer(batch["present"][i], np.uint8).astype(bool)
-                    z[j, ~mask] = 0.0  # absent labels: never used ([X] tokens are zeroed in the model)
                     latents[i] = z[j].astype(np.float16).tobytes()
                     lat_hw[i] = (z.shape[-2], z.shape[-1])
             texts = [t for ts in batch["caption_texts"] for t in ts]
