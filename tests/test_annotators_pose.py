@@ -273,3 +273,36 @@ def test_person_is_detected_and_drawn_at_input_size(name, annotators):
     empty = with_config(ann)
     empty.forward = lambda x: tuple(t * 0 for t in _SyntheticBody(ann)(x))
     assert empty.annotate(images) == [None, None]
+
+
+def test_same_people_as_controlnet_aux_on_the_same_network_output(annotators):
+    """Parity of everything after the CNN: one stand-in network (stride-8 maps of PERSON) inside both
+    controlnet_aux's `OpenposeDetector` and our annotator gives the same joints (within 2 px of 192)."""
+    import torch
+    from controlnet_aux.open_pose import OpenposeDetector
+    from controlnet_aux.open_pose.body import Body
+
+    class StandIn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(()))  # Body reads the device from a parameter
+
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            joints = PERSON * (192 / 160) * (184 / 192) / 8  # drawn for a 192-px detect image, net height 184
+            heat, paf = skeleton_maps([joints], (h // 8, w // 8), sigma=1.0, width=1.0)
+            b = x.shape[0]
+            return torch.from_numpy(paf)[None].repeat(b, 1, 1, 1), torch.from_numpy(heat)[None].repeat(b, 1, 1, 1)
+
+    image = np.full((192, 320, 3), 90, np.uint8)  # multiples of 64: controlnet_aux does not resize it
+    body = Body.__new__(Body)
+    body.model = StandIn()
+    theirs = OpenposeDetector(body).detect_poses(image)
+    ann = with_config(annotators["openpose"], resolution=192, net_height=184)
+    ann.body = StandIn()
+    ours = ann._detect_batch([image], (192, 320))[0]
+    assert len(theirs) == len(ours) == 1
+    pairs = list(zip(theirs[0].body.keypoints, ours[0].body.keypoints))
+    assert len(pairs) == 18 and all(a is not None and b is not None for a, b in pairs)
+    for a, b in pairs:
+        assert abs(a.x - b.x) * 320 <= 2 and abs(a.y - b.y) * 192 <= 2
