@@ -244,8 +244,9 @@ class OpenposeAnnotator(Annotator):
 
         h, w = size
         ch, cw = working_size(size, self.config.draw_resolution, 1)
-        canvas = draw_poses(poses, ch, cw, draw_body=True, draw_hand=self.hand is not None,
-                            draw_face=self.face is not None)
+        canvas = draw_poses(
+            poses, ch, cw, draw_body=True, draw_hand=self.hand is not None, draw_face=self.face is not None
+        )
         if (ch, cw) != (h, w):
             shrink = ch * cw > h * w
             canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

@@ -82,7 +82,7 @@ def group_people(
     """
     connections: list[np.ndarray | None] = []
     offset = 0
-    for (pa, pb) in LIMBS:
+    for pa, pb in LIMBS:
         a, b = peaks.of_part(pa), peaks.of_part(pb)
         if len(a) == 0 or len(b) == 0:
             connections.append(None)
