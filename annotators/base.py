@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -95,22 +95,26 @@ class Annotator:
         """Label a list of uint8 HxWx3 images of any sizes; returns one label (or None) per image."""
         import torch
 
+        out: list[np.ndarray | None] = [None] * len(images)
+        with torch.inference_mode(), self._autocast():
+            for size, chunk in self.batches(images):
+                x = self._to_tensor([images[i] for i in chunk], size)
+                y = self.forward(x)
+                for j, i in enumerate(chunk):
+                    h, w = images[i].shape[:2]
+                    out[i] = self.postprocess(self._back_to_numpy(y[j : j + 1], (h, w)))
+        return out
+
+    def batches(self, images: Sequence[np.ndarray]) -> Iterator[tuple[tuple[int, int], list[int]]]:
+        """Validate the inputs, then yield (working size, input indices): same-size groups of at most `max_batch`."""
         for img in images:
             check_image(img)
-        out: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, img in enumerate(images):
             groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
-        with torch.inference_mode(), self._autocast():
-            for size, idx in groups.items():
-                for start in range(0, len(idx), self.config.max_batch):
-                    chunk = idx[start : start + self.config.max_batch]
-                    x = self._to_tensor([images[i] for i in chunk], size)
-                    y = self.forward(x)
-                    for j, i in enumerate(chunk):
-                        h, w = images[i].shape[:2]
-                        out[i] = self.postprocess(self._back_to_numpy(y[j : j + 1], (h, w)))
-        return out
+        for size, idx in groups.items():
+            for start in range(0, len(idx), self.config.max_batch):
+                yield size, idx[start : start + self.config.max_batch]
 
     def _autocast(self):
         import contextlib

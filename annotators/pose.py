@@ -13,13 +13,12 @@ Constants follow controlnet_aux `open_pose/body.py`, `hand.py` and `face.py`.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import AnnotationError, Annotator, AnnotatorConfig, check_image, working_size
+from annotators.base import AnnotationError, Annotator, AnnotatorConfig, working_size
 from annotators.loading import hub_file
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
 
@@ -106,20 +105,13 @@ class OpenposeAnnotator(Annotator):
     def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | AnnotationError | None]:
         import torch
 
-        for img in images:
-            check_image(img)
         out: list[np.ndarray | None] = [None] * len(images)
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, img in enumerate(images):
-            groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
         # Autocast covers the network calls only: peak finding and PAF scores stay in fp32.
         with torch.inference_mode():
-            for detect, idx in groups.items():
-                for start in range(0, len(idx), self.config.max_batch):
-                    chunk = idx[start : start + self.config.max_batch]
-                    poses = self._detect_batch([images[i] for i in chunk], detect)
-                    for i, people in zip(chunk, poses):
-                        out[i] = self._render(people, images[i].shape[:2]) if people else None
+            for detect, chunk in self.batches(images):
+                poses = self._detect_batch([images[i] for i in chunk], detect)
+                for i, people in zip(chunk, poses, strict=True):
+                    out[i] = self._render(people, images[i].shape[:2]) if people else None
         return out
 
     def _detect_batch(self, images: list[np.ndarray], detect: tuple[int, int]) -> list[list]:
