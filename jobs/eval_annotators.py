@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="preset field for one annotator, e.g. depth_anything_v2_small:model_id=/models/da2")
     parser.add_argument("--output", default="out/eval_annotators")
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--short-side", type=int, default=512,
+                        help="score at this short side (image and labels resized; real ground truth keeps "
+                        "its size); 0 = the stored size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lpips-backbone", choices=("pretrained", "random", "none"), default="none",
                         help="LPIPS for albedo/openpose (needs torchvision weights)")
@@ -49,11 +52,11 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def score_annotator(ann, items, metrics, lpips=None) -> dict:
+def score_annotator(ann, items, metrics, lpips=None, short_side: int = 0) -> dict:
     """Label every item that has a reference for the annotator's domain; return the domain summary with the
     reference kind(s) and seconds spent annotating."""
-    from jodi.eval.metrics import score, summarize
-    from jodi.eval.runner import metrics_for_reference
+    from jodi.eval.metrics import resize_to, score, summarize
+    from jodi.eval.runner import metrics_for_reference, resize_short
     from schemas.encoding import encode_label
 
     domain, stats, kinds, seconds = ann.domain, [], set(), 0.0
@@ -62,8 +65,10 @@ def score_annotator(ann, items, metrics, lpips=None) -> dict:
         if ref is None:
             continue
         array, decoded, kind = ref
+        image = resize_short(item.image, short_side)
+        array = array if decoded else resize_to(domain, array, image.shape[:2])
         start = time.perf_counter()
-        label = ann.annotate([item.image])[0]
+        label = ann.annotate([image])[0]
         seconds += time.perf_counter() - start
         if label is None or isinstance(label, Exception):
             continue
@@ -102,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     domains = tuple({a.domain for a in annotators.values()})
     items = list(read_split(args.dataset, None if args.split == "all" else args.split, args.limit, domains))
     lpips = build_lpips(metrics)
-    report = {"dataset": args.dataset, "split": args.split, "images": len(items),
-              "annotators": {name: score_annotator(a, items, metrics, lpips) for name, a in annotators.items()}}
+    scores = {name: score_annotator(a, items, metrics, lpips, args.short_side) for name, a in annotators.items()}
+    report = {"dataset": args.dataset, "split": args.split, "images": len(items), "annotators": scores}
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps(json_safe(report), indent=2, allow_nan=False))

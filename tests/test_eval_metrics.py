@@ -114,7 +114,7 @@ def test_edge_matching_is_one_to_one_within_the_tolerance():
 
 
 def test_edge_ods_ois_ap_hand_computed():
-    cfg = EdgeEvalConfig(thresholds=3, max_dist=1.0 / np.hypot(40, 40), thin=False)  # 1 px tolerance
+    cfg = EdgeEvalConfig(thresholds=3, max_dist=1.0 / np.hypot(40, 40), thin=False, matching="exact")  # 1 px
     gt = _line()
     half = _line(cols=slice(5, 20))  # 15 of 30 gt pixels, all correct -> P 1, R 0.5, F 2/3
     s = summarize_edge([edge_counts(gt, gt, cfg)], cfg)
@@ -129,6 +129,20 @@ def test_edge_ods_ois_ap_hand_computed():
     other = 0.6 * _line()  # full line only up to threshold 0.5
     ods = summarize_edge([edge_counts(soft, gt, cfg), edge_counts(other, gt, cfg)], cfg)
     assert ods["ois"] >= ods["ods"] - 1e-12 and ods["ods"] == pytest.approx(1.0)
+
+
+def test_edge_distance_matching_agrees_with_exact_matching_on_single_lines():
+    tol = 1.5 / np.hypot(40, 40)  # 1.5 px
+    gt = _line() + _line(row=30, cols=slice(2, 20))
+    soft = 0.9 * _line(row=21) + 0.3 * _line(row=10) + 0.6 * _line(row=31, cols=slice(2, 20))  # same extents
+    fast = edge_counts(soft, gt, EdgeEvalConfig(thresholds=5, thin=False, max_dist=tol))
+    exact = edge_counts(soft, gt, EdgeEvalConfig(thresholds=5, thin=False, max_dist=tol, matching="exact"))
+    np.testing.assert_array_equal(fast, exact)
+    doubled = _line(row=19) + _line(row=21)  # one-to-one: half the predicted pixels are unmatched
+    cfg = EdgeEvalConfig(thresholds=1, thin=False, max_dist=tol)
+    fast = edge_counts(doubled, _line(), cfg)[0]
+    exact = edge_counts(doubled, _line(), EdgeEvalConfig(thresholds=1, thin=False, max_dist=tol, matching="exact"))[0]
+    assert tuple(exact) == (30, 30, 30, 60) and tuple(fast) == (30, 30, 60, 60)
 
 
 def test_edge_thinning_and_shape_checks():

@@ -103,7 +103,7 @@ class PipelineSpec:
         return JodiPipeline(model.to(self.device), codec.to(self.device), text.to(self.device)).with_null_caption()
 
 
-def _resize_short(image: np.ndarray, short: int) -> np.ndarray:
+def resize_short(image: np.ndarray, short: int) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
@@ -125,7 +125,7 @@ def evaluate_item(pipe, item: EvalItem, cfg: EvalConfig, lpips=None,
     "control": {domain: {"image": generated, "lpips": float | None}}}."""
     from jodi.sampling import PERCEPTION, SamplerConfig
 
-    image = _resize_short(item.image, cfg.short_side)
+    image = resize_short(item.image, cfg.short_side)
     refs = {d: item.reference(d) for d in cfg.domains}
     wanted = [d for d in cfg.domains if refs[d] is not None and d in pipe.domains]
     sampler = replace(PERCEPTION, steps=cfg.steps)
@@ -143,7 +143,7 @@ def evaluate_item(pipe, item: EvalItem, cfg: EvalConfig, lpips=None,
         if c not in item.labels:
             continue
         gen_sampler = SamplerConfig(steps=cfg.control_steps, guidance_scale=cfg.guidance_scale)
-        cond = _resize_short(item.labels[c], cfg.short_side)
+        cond = resize_short(item.labels[c], cfg.short_side)
         generated = pipe.control(item.caption, {c: cond}, generate=["image"], sampler=gen_sampler,
                                  seed=cfg.seed)["image"]
         extract = (extractors or {}).get(c)
