@@ -104,14 +104,18 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from jodi.eval.data import read_split
+    from jodi.eval.data import read_split, split_rows
     from jodi.eval.runner import evaluate, markdown_table
 
     cfg, spec, device = build_config(args)
     names = dict(x.split("=", 1) for x in args.extractor)
     extractor = AnnotatorExtractor({canonical_domain(k): v for k, v in names.items()}, device) if cfg.control else None
     wanted = tuple(dict.fromkeys(cfg.domains + cfg.control))
-    items = read_split(args.dataset, None if args.split == "all" else args.split, args.limit, wanted)
+    split = None if args.split == "all" else args.split
+    if cfg.num_workers > 0:  # the workers read the files; the driver only lists them
+        items = split_rows(args.dataset, split, args.limit, wanted)
+    else:
+        items = read_split(args.dataset, split, args.limit, wanted)
     info = {"checkpoint": args.checkpoint, "dataset": args.dataset, "split": args.split, "preset": spec.preset}
     report = evaluate(items, cfg, spec, args.output, extractor, info=info)
     print(markdown_table(report))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jodi.eval.data import read_split
+from jodi.eval.data import read_split, split_rows
 from jodi.eval.metrics import MetricsConfig, score
 from jodi.eval.runner import EvalConfig, PipelineSpec, evaluate
 from schemas.codec import encode_file
@@ -128,7 +128,9 @@ def test_ray_data_actors_give_the_local_numbers(tiny_joint, tmp_path, ray_local)
     items = list(read_split(tiny_joint, "test"))
     cfg = EvalConfig(domains=("depth", "seg_12colors"), steps=1, metrics=MetricsConfig(lpips_backbone="none"))
     local = evaluate(items, cfg, TINY, tmp_path / "local")
-    distributed = evaluate(items, EvalConfig(**{**cfg.__dict__, "num_workers": 1}), TINY, tmp_path / "ray")
+    rows = split_rows(tiny_joint, "test", domains=cfg.domains)  # the workers read the files
+    distributed = evaluate(rows, EvalConfig(**{**cfg.__dict__, "num_workers": 1}), TINY, tmp_path / "ray")
+    assert distributed["images"] == local["images"] == 2
     for d in ("depth", "seg_12colors"):
         a, b = local["perception"][d], distributed["perception"][d]
         assert {k: v for k, v in a.items() if k != "iou"} == pytest.approx({k: v for k, v in b.items() if k != "iou"})
@@ -196,3 +198,24 @@ def test_eval_annotators_against_real_disparity(motorcycle, tmp_path):
     assert s["domain"] == "depth" and s["reference"] == "ground truth" and s["images"] == 1
     assert 0 < s["abs_rel"] and 0 <= s["delta1"] <= 1 and s["rmse"] > 0
     assert "depth_anything_v2_small | depth | ground truth" in (out / "eval.md").read_text()
+
+
+def test_parquet_split_reads_the_same_items_on_the_workers(tiny_joint, tmp_path, ray_local):
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.joint import iter_joint
+    from schemas.record import RECORD_SCHEMA
+
+    (tmp_path / "data").mkdir()
+    rows = [rec.to_row() for rec in iter_joint(tiny_joint, "test")]
+    pq.write_table(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA), tmp_path / "data" / "test-00000.parquet")
+    local = list(read_split(tmp_path, "test", domains=DOMAINS))
+    remote = [pickle.loads(r["item"]) for r in split_rows(tmp_path, "test", limit=5, domains=DOMAINS).iter_rows()]
+    assert sorted(it.id for it in remote) == sorted(it.id for it in local) == ["sample0", "sample1"]
+    by_id = {it.id: it for it in remote}
+    for it in local:
+        np.testing.assert_array_equal(by_id[it.id].image, it.image)
+        np.testing.assert_array_equal(by_id[it.id].labels["depth"], it.labels["depth"])

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from schemas.domains import LABEL_DOMAINS
-from schemas.joint import detect_layout, iter_metadata, iter_records, metadata_files
+from schemas.joint import detect_layout, iter_joint_entries, iter_metadata, iter_records, metadata_files
+from schemas.joint import parquet_files
+from schemas.record import LabeledRecord
 from schemas.paths import resolve_inside
 
 GT_PREFIX = "ground_truth_"
@@ -71,6 +73,15 @@ def _read_gt(path: Path) -> np.ndarray:
     return decode_picture(path.read_bytes())
 
 
+def to_item(rec: LabeledRecord, domains: tuple[str, ...], root: Path | None = None,
+            gt_files: dict[str, str] | None = None) -> EvalItem:
+    """A record (files as bytes) -> decoded `EvalItem`; `gt_files` are ground-truth paths relative to `root`."""
+    labels = {d: decode_picture(rec.labels[d]) for d in domains if d in rec.labels}
+    gt = {d: _read_gt(resolve_inside(root, rel)) for d, rel in (gt_files or {}).items() if d in domains}
+    caption = next(iter(rec.captions.values()), "")
+    return EvalItem(rec.id, decode_picture(rec.image), caption, labels, gt)
+
+
 def read_split(dataset: str | Path, split: str | None = None, limit: int | None = None,
                domains: tuple[str, ...] = LABEL_DOMAINS) -> Iterator[EvalItem]:
     """Items of one split (None = every split) of a Joint folder or Parquet dataset, `limit` at most."""
@@ -79,8 +90,33 @@ def read_split(dataset: str | Path, split: str | None = None, limit: int | None 
     for n, rec in enumerate(iter_records(root, split)):
         if limit is not None and n >= limit:
             return
-        labels = {d: decode_picture(rec.labels[d]) for d in domains if d in rec.labels}
-        gt = {d: _read_gt(resolve_inside(root, rel)) for d, rel in gt_files.get(rec.source, {}).items()
-              if d in domains}
-        caption = next(iter(rec.captions.values()), "")
-        yield EvalItem(rec.id, decode_picture(rec.image), caption, labels, gt)
+        yield to_item(rec, domains, root, gt_files.get(rec.source))
+
+
+def split_rows(dataset: str | Path, split: str | None = None, limit: int | None = None,
+               domains: tuple[str, ...] = LABEL_DOMAINS):
+    """The same items as a Ray Dataset whose files are read by the workers, not the driver: Parquet shards
+    through `ray.data.read_parquet`, a Joint folder as its parsed metadata lines. Rows: {"item": pickled
+    EvalItem}, made lazily by a `map` stage."""
+    import pickle
+
+    import ray
+
+    root = Path(dataset)
+    if detect_layout(root) == "parquet":
+        found = parquet_files(root)
+        files = [str(f) for s in (found if split is None else [split]) for f in found.get(s, [])]
+        if not files:
+            raise ValueError(f"{dataset}: no Parquet shards for split {split!r} (found: {', '.join(map(repr, found))})")
+        ds = ray.data.read_parquet(files)
+        ds = ds.limit(limit) if limit is not None else ds
+        return ds.map(lambda row: {"item": pickle.dumps(to_item(LabeledRecord.from_row(row), domains))})
+    gt_files = _ground_truth_files(root, split)
+    entries = list(iter_joint_entries(root, split))[:limit]
+    rows = [{"entry": pickle.dumps((e, gt_files.get(e.files["image"])))} for e in entries]
+
+    def load(row: dict) -> dict:
+        entry, gt = pickle.loads(row["entry"])
+        return {"item": pickle.dumps(to_item(entry.to_record(), domains, entry.root, gt))}
+
+    return ray.data.from_items(rows).map(load)

@@ -168,57 +168,77 @@ class _EvalActor:
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
 
-def _run_ray(items: Iterable[EvalItem], cfg: EvalConfig, pipeline_factory, extractor_factory):
+def _run_ray(items, cfg: EvalConfig, pipeline_factory, extractor_factory):
+    """Results from a Ray Data actor pool. `items`: a Ray Dataset of {"item": pickled EvalItem} rows
+    (`jodi.eval.data.split_rows`, files read by the workers) or EvalItems (pickled by the driver)."""
     import pickle
 
     import ray
 
     if not ray.is_initialized():
         ray.init()
-    ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items])
-    ds = ds.map_batches(_EvalActor, fn_constructor_args=(cfg, pipeline_factory, extractor_factory),
-                        batch_size=1, concurrency=cfg.num_workers, num_gpus=cfg.num_gpus)
+    ds = items if isinstance(items, ray.data.Dataset) else ray.data.from_items(
+        [{"item": pickle.dumps(it)} for it in items])
+    ds = ds.map_batches(_EvalActor, fn_constructor_args=(cfg, pipeline_factory, extractor_factory), batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(size=cfg.num_workers), num_gpus=cfg.num_gpus)
     for row in ds.iter_rows():
         yield pickle.loads(row["result"])
 
 
-def evaluate(items: Iterable[EvalItem], cfg: EvalConfig, pipeline_factory: PipelineFactory, output: str | Path,
+def _add(family: str, kept: list, stats) -> None:
+    """Keep one image's stats; histograms and confusion matrices are summed as they come (fixed memory)."""
+    if family == "seg" and kept:
+        kept[0] = kept[0] + stats
+    elif family == "normal" and kept:
+        kept[0] = {k: kept[0][k] + v for k, v in stats.items()}
+    else:
+        kept.append(stats)
+
+
+def evaluate(items, cfg: EvalConfig, pipeline_factory: PipelineFactory, output: str | Path,
              extractor_factory: ExtractorFactory | None = None, fid_feature=2048, info: dict | None = None) -> dict:
     """Evaluate every item, write eval.json / eval.md / grid.png under `output`, return the eval.json dict.
 
+    `items`: EvalItems, or with `num_workers > 0` also a Ray Dataset from `jodi.eval.data.split_rows`.
+    Results are folded in as they arrive, so memory does not grow with the split (beyond per-image numbers).
     `fid_feature`: 2048 (torchmetrics' FID Inception through torch-fidelity) or an `nn.Module` stand-in.
     """
     start = time.perf_counter()
     if cfg.num_workers > 0:
-        results = list(_run_ray(items, cfg, pipeline_factory, extractor_factory))
+        results = _run_ray(items, cfg, pipeline_factory, extractor_factory)
     else:
         pipe, lpips = pipeline_factory(), build_lpips(cfg.metrics)
         extractors = {c: extractor_factory(c) for c in cfg.control} if extractor_factory else {}
-        results = [evaluate_item(pipe, it, cfg, lpips, extractors) for it in items]
-    report = {
-        "info": info or {},
-        "config": _jsonable(asdict(cfg)),
-        "images": len(results),
-        "perception": {},
-        "control": {},
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+        results = (evaluate_item(pipe, it, cfg, lpips, extractors) for it in items)
+    stats: dict[str, list] = {d: [] for d in cfg.domains}
+    sources: dict[str, set] = {d: set() for d in cfg.domains}
+    fids: dict[str, Fid] = {}
+    dists: dict[str, list[float]] = {c: [] for c in cfg.control}
+    shown, count = [], 0
+    for r in results:
+        count += 1
+        for d, s in r["stats"].items():
+            _add(FAMILY[d], stats[d], s)
+            sources[d].add(r["sources"][d])
+        for c, g in r["control"].items():
+            fid = fids.setdefault(c, Fid(feature=fid_feature))
+            fid.update([r["pictures"]["image"]], real=True)
+            fid.update([g["image"]], real=False)
+            if g["lpips"] is not None:
+                dists[c].append(g["lpips"])
+        if len(shown) < cfg.grid_rows:
+            shown.append(r)
+    report = {"info": info or {}, "config": _jsonable(asdict(cfg)), "images": count, "perception": {},
+              "control": {}, "seconds": 0.0}
     for d in cfg.domains:
-        stats = [r["stats"][d] for r in results if d in r["stats"]]
-        if stats:
-            sources = sorted({r["sources"][d] for r in results if d in r["sources"]})
-            summary = summarize(d, stats, cfg.metrics)
-            report["perception"][d] = {"reference": " + ".join(sources), "family": FAMILY[d], **summary}
-    for c in cfg.control:
-        done = [r for r in results if c in r["control"]]
-        if done:
-            fid = Fid(feature=fid_feature)
-            fid.update([r["pictures"]["image"] for r in done], real=True)
-            fid.update([r["control"][c]["image"] for r in done], real=False)
-            dists = [r["control"][c]["lpips"] for r in done if r["control"][c]["lpips"] is not None]
-            report["control"][c] = {"fid": fid.compute(), "lpips": float(np.mean(dists)) if dists else None,
-                                    "images": len(done)}
-    write_report(report, results, cfg, Path(output))
+        if stats[d]:
+            summary = summarize(d, stats[d], cfg.metrics)
+            report["perception"][d] = {"reference": " + ".join(sorted(sources[d])), "family": FAMILY[d], **summary}
+    for c, fid in fids.items():
+        report["control"][c] = {"fid": fid.compute(), "lpips": float(np.mean(dists[c])) if dists[c] else None,
+                                "images": fid.count["fake"]}
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    write_report(report, shown, cfg, Path(output))
     return report
 
 
