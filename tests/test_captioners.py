@@ -202,7 +202,7 @@ def test_vllm_engine_config_and_rows(small_images):
 
     cls, preset = caption_vllm.preset_config("qwen2_vl_7b")
     row = caption_vllm.make_preprocess(cls, preset)({"image": small_images[0], "id": "abc"})
-    assert row["id"] == "abc" and "image" not in row
+    assert row["id"] == "abc" and row["image"].shape[2] == 3  # kept: later label-job stages write it
     content = row["messages"][0]["content"]
     assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     assert content[1]["text"] == preset.prompt

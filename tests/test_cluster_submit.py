@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,11 +80,14 @@ def head(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         pytest.fail("the Ray head's job server did not come up")
     yield address, env
+    # Not `ray stop`: it would stop every Ray on the machine, the test session's own included.
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=60)
+        proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the node is still in its process group
     shutil.rmtree(temp, ignore_errors=True)
 
 
