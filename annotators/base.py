@@ -151,7 +151,9 @@ class Annotator:
         else:
             parts = []
             for im in images:
-                t = torch.from_numpy(np.ascontiguousarray(im)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+                # np.require copies only read-only or non-contiguous inputs (torch refuses to wrap those silently).
+                t = torch.from_numpy(np.require(im, requirements=["C", "W"])).to(self.device)
+                t = t.permute(2, 0, 1)[None].float() / 255.0
                 parts.append(F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True))
             x = torch.cat(parts)
         if torch.device(self.device).type == "cpu":
