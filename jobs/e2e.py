@@ -68,8 +68,8 @@ def split_joint(labeled: Path, out: Path, fraction: float) -> dict[str, int]:
 def _annotators(text: str) -> tuple[str, ...]:
     if text:
         return tuple(a.strip() for a in text.split(",") if a.strip())
-    from jobs.demo import _one_per_domain
     from annotators.registry import OFFLINE_DEFAULTS
+    from jobs.demo import _one_per_domain  # the demo's choice: one offline annotator per domain
 
     return _one_per_domain(OFFLINE_DEFAULTS)
 

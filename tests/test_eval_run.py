@@ -126,14 +126,33 @@ def test_checkpoint_folder_loads_newest_step(tmp_path):
 
 def test_ray_data_actors_give_the_local_numbers(tiny_joint, tmp_path, ray_local):
     items = list(read_split(tiny_joint, "test"))
-    cfg = EvalConfig(domains=("depth", "seg_12colors"), steps=1, metrics=MetricsConfig(lpips_backbone="none"))
+    cfg = EvalConfig(domains=("depth", "normal", "seg_12colors"), steps=1, metrics=MetricsConfig(lpips_backbone="none"))
     local = evaluate(items, cfg, TINY, tmp_path / "local")
     rows = split_rows(tiny_joint, "test", domains=cfg.domains)  # the workers read the files
     distributed = evaluate(rows, EvalConfig(**{**cfg.__dict__, "num_workers": 1}), TINY, tmp_path / "ray")
     assert distributed["images"] == local["images"] == 2
-    for d in ("depth", "seg_12colors"):
+    for d in ("depth", "normal", "seg_12colors"):
         a, b = local["perception"][d], distributed["perception"][d]
         assert {k: v for k, v in a.items() if k != "iou"} == pytest.approx({k: v for k, v in b.items() if k != "iou"})
+
+
+def test_running_sums_equal_list_summaries():
+    from jodi.eval.metrics import summarize
+    from jodi.eval.normal import normal_stats
+    from jodi.eval.runner import _add
+    from jodi.eval.seg import confusion
+
+    rng = np.random.default_rng(0)
+    normals = [normal_stats(rng.normal(size=(6, 6, 3)), rng.normal(size=(6, 6, 3))) for _ in range(3)]
+    segs = [confusion(rng.integers(0, 12, (6, 6)), rng.integers(0, 12, (6, 6))) for _ in range(3)]
+    kept_normal: list = []
+    kept_seg: list = []
+    for n, c in zip(normals, segs):
+        _add("normal", kept_normal, n)
+        _add("seg", kept_seg, c)
+    assert len(kept_normal) == len(kept_seg) == 1  # fixed memory however many images
+    assert summarize("normal", kept_normal) == pytest.approx(summarize("normal", normals))
+    assert summarize("seg_12colors", kept_seg)["miou"] == pytest.approx(summarize("seg_12colors", segs)["miou"])
 
 
 def test_eval_cli_on_a_split(tiny_joint, tmp_path):
