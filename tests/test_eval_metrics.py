@@ -254,3 +254,18 @@ def test_condition_consistency_reextracts_with_the_annotator(lpips_random):
     same, = condition_consistency([cond], [img], extract, lpips_random)
     other, = condition_consistency([cond], [img.transpose(1, 0, 2).copy()], extract, lpips_random)
     assert same == pytest.approx(0.0, abs=1e-6) and other > same
+
+
+def test_missing_fid_inception_is_one_clear_line():
+    pytest.importorskip("torchmetrics")
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("torch-fidelity is installed: the default extractor would try to download its weights")
+    from jodi.eval.image import MetricWeightsUnavailableError
+
+    with pytest.raises(MetricWeightsUnavailableError, match="pip install torch-fidelity") as info:
+        Fid()
+    assert "\n" not in str(info.value)
