@@ -88,7 +88,7 @@ def time_call(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
-def bench_annotators(names, images, workdir: Path, repeats: int = 2) -> list[dict]:
+def bench_annotators(names, images, workdir: Path, repeats: int = 2, dtype: str = "auto") -> list[dict]:
     import torch
 
     import annotators
@@ -98,7 +98,7 @@ def bench_annotators(names, images, workdir: Path, repeats: int = 2) -> list[dic
     rows = []
     for name in names:
         overrides = RANDOM_CHECKPOINTS[name](workdir / f"{name}_ours", full_size=True)
-        ours = annotators.build(name, **overrides)
+        ours = annotators.build(name, **{**overrides, "dtype": dtype})
         RANDOM_CHECKPOINTS[name](workdir / f"{name}_baseline", full_size=True)  # same architecture, own copy
         baseline = BASELINES[name](workdir / f"{name}_baseline", full_size=True)
         ours({"image": images[:1]})  # warm-up: lazy inits, allocator
@@ -199,6 +199,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--short-side", type=int, default=512, help="short side of the input photos")
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds per annotator (best kept)")
+    p.add_argument("--dtype", default="auto", help="our side's dtype: auto (fp32 on CPU) or bfloat16 (autocast; "
+                   "fast on CPUs with AVX512-BF16/AMX). The baseline always runs fp32, as people run it today")
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-annotators", action="store_true")
     p.add_argument("--json", help="write the results here")
@@ -213,11 +215,11 @@ def main() -> int:
         f"random weights of the real architectures",
         flush=True,
     )
-    results: dict = {"device": device, "images": len(images), "short_side": args.short_side}
+    results: dict = {"device": device, "images": len(images), "short_side": args.short_side, "dtype": args.dtype}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_annotators:
             print("per annotator (batched vs per-image baseline):", flush=True)
-            rows = bench_annotators(names, images, Path(tmp), args.repeats)
+            rows = bench_annotators(names, images, Path(tmp), args.repeats, args.dtype)
             suite = sum(r["baseline_s"] for r in rows) / sum(r["ours_s"] for r in rows)
             print(f"  whole suite ratio: {suite:.2f}x", flush=True)
             results.update(annotators=rows, suite_ratio=suite)

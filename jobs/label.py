@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="A+B",
         help="run these annotators in one actor (e.g. pidinet+informative_drawings); repeatable",
     )
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="every annotator's compute dtype (auto: bf16 autocast on GPU, fp32 on CPU; bfloat16 is "
+                   "also fast on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--no-joint", action="store_true", help="write Parquet shards only")
     p.add_argument("--hf-split", help="split of a Hugging Face dataset input (default train)")
     p.add_argument("--hf-image-column")
@@ -76,6 +79,7 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
         ("hf_image_column", "hf_image_column"),
         ("hf_caption_column", "hf_caption_column"),
         ("hf_caption_key", "hf_caption_key"),
+        ("dtype", "dtype"),
     ):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)

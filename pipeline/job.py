@@ -98,7 +98,12 @@ def _canonical_keys(cfg: LabelJobConfig) -> LabelJobConfig:
     def canon(d: dict) -> dict:
         return {canonical_name(k): v for k, v in d.items()}
 
-    return dataclasses.replace(cfg, overrides=canon(cfg.overrides), resources=canon(cfg.resources))
+    overrides = canon(cfg.overrides)
+    if cfg.dtype is not None:
+        # Per-annotator overrides win; OpenCV annotators simply ignore the field.
+        names = [canonical_name(a) for a in cfg.annotators]
+        overrides = {**overrides, **{n: {"dtype": cfg.dtype, **overrides.get(n, {})} for n in names}}
+    return dataclasses.replace(cfg, overrides=overrides, resources=canon(cfg.resources))
 
 
 def _check_previous_job(layout: OutputLayout, cfg: LabelJobConfig, names: list[str]) -> dict | None:

@@ -59,3 +59,19 @@ def test_vllm_caption_columns_map_to_caption_key_and_errors():
     assert list(out["error"]) == ["", "empty_caption", "truncated"]
     assert out["error_stage"][1] == "annotate:qwen2_vl_7b"
     assert "caption" not in out and "caption_error" not in out
+
+
+def test_bf16_autocast_on_cpu_is_close_to_fp32(tmp_path):
+    """`--dtype bfloat16` runs the model under CPU autocast (fast on AVX512-BF16/AMX CPUs); labels stay close."""
+    from annotators.random_weights import RANDOM_CHECKPOINTS
+
+    overrides = RANDOM_CHECKPOINTS["depth_anything_v2_small"](tmp_path / "da")
+    images = [photo((56, 70)), photo((70, 56))]
+    fp32 = AnnotateStage([("depth_anything_v2_small", overrides)], device="cpu")(batch_of(images))
+    bf16 = AnnotateStage([("depth_anything_v2_small", {**overrides, "dtype": "bfloat16"})], device="cpu")(
+        batch_of(images)
+    )
+    for a, b in zip(fp32["label_depth"], bf16["label_depth"], strict=True):
+        assert a.shape == b.shape and b.dtype == np.float32
+        scale = np.abs(a).max() + 1e-6
+        assert np.abs(a - b).max() / scale < 0.05
