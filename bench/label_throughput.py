@@ -166,11 +166,7 @@ def bench_pipeline(names, images, workdir: Path) -> dict:
         for p in sorted(src.glob("*.jpg")):
             img = np.asarray(Image.open(p).convert("RGB"))
             for n, fn in baselines.items():
-                label = fn(img)
-                arr = np.asarray(label if not hasattr(label, "cpu") else label.squeeze().cpu().numpy())
-                if arr.dtype != np.uint8:
-                    arr = np.clip((arr - arr.min()) / (np.ptp(arr) + 1e-8) * 255, 0, 255).astype(np.uint8)
-                Image.fromarray(arr.squeeze()).convert("RGB").save(out / f"{p.stem}_{n}.jpg", quality=95)
+                Image.fromarray(as_uint8(fn(img))).convert("RGB").save(out / f"{p.stem}_{n}.jpg", quality=95)
 
     t_ours, t_loop = time_call(ours), time_call(loop)
     ray.shutdown()
@@ -180,6 +176,28 @@ def bench_pipeline(names, images, workdir: Path) -> dict:
         "baseline_img_s": len(images) / t_loop,
         "ratio": t_loop / t_ours,
     }
+
+
+def as_uint8(label) -> np.ndarray:
+    """Whatever a baseline returns (PIL image, tensor, array, transformers segments) -> a uint8 picture to save."""
+    from PIL import Image
+
+    if isinstance(label, Image.Image):
+        return np.asarray(label.convert("RGB"))
+    if isinstance(label, list) and label and isinstance(label[0], dict) and "mask" in label[0]:
+        classes = np.zeros(np.asarray(label[0]["mask"]).shape, np.uint8)
+        for k, seg in enumerate(label):
+            classes[np.asarray(seg["mask"]) > 0] = k
+        return classes
+    if isinstance(label, dict):
+        label = next(v for v in label.values() if hasattr(v, "shape") or isinstance(v, Image.Image))
+        return as_uint8(label)
+    arr = np.asarray(label.detach().float().cpu().numpy() if hasattr(label, "detach") else label).squeeze()
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.dtype != np.uint8:
+        arr = np.clip((arr - arr.min()) / (np.ptp(arr) + 1e-8) * 255, 0, 255).astype(np.uint8)
+    return arr
 
 
 def one_per_domain(names) -> tuple[str, ...]:
