@@ -37,7 +37,9 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # Loopback only: a test cluster has no business on any other interface.
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _node_ip_address="127.0.0.1")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray
