@@ -126,7 +126,7 @@ def bench_annotators(names, images, workdir: Path, repeats: int = 2, dtype: str 
     return rows
 
 
-def bench_pipeline(names, images, workdir: Path) -> dict:
+def bench_pipeline(names, images, workdir: Path, dtype: str = "auto") -> dict:
     """End to end: Ray Data job vs per-image loop with file I/O, on the same files."""
     import ray
     from PIL import Image
@@ -157,6 +157,7 @@ def bench_pipeline(names, images, workdir: Path) -> dict:
             min_short_side=short,
             target_short_side=short,
             shard_size=64,
+            dtype=None if dtype == "auto" else dtype,
         )
         run_label_job(cfg, progress=False)
 
@@ -217,8 +218,12 @@ def main() -> int:
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--short-side", type=int, default=512, help="short side of the input photos")
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds per annotator (best kept)")
-    p.add_argument("--dtype", default="auto", help="our side's dtype: auto (fp32 on CPU) or bfloat16 (autocast; "
-                   "fast on CPUs with AVX512-BF16/AMX). The baseline always runs fp32, as people run it today")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="our side's dtype: auto (fp32 on CPU) or bfloat16 (autocast; "
+        "fast on CPUs with AVX512-BF16/AMX). The baseline always runs fp32, as people run it today",
+    )
     p.add_argument("--skip-pipeline", action="store_true")
     p.add_argument("--skip-annotators", action="store_true")
     p.add_argument("--json", help="write the results here")
@@ -243,7 +248,7 @@ def main() -> int:
             results.update(annotators=rows, suite_ratio=suite)
         if not args.skip_pipeline:
             print("end to end (Ray Data label job vs per-image loop with file I/O):", flush=True)
-            e2e = bench_pipeline(one_per_domain(names), images, Path(tmp))
+            e2e = bench_pipeline(one_per_domain(names), images, Path(tmp), args.dtype)
             print(
                 f"  ours {e2e['ours_img_s']:.2f} img/s   loop {e2e['baseline_img_s']:.2f} img/s   "
                 f"ratio {e2e['ratio']:.2f}x",
