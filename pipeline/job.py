@@ -21,9 +21,10 @@ from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
+from pipeline.report import write_preview, write_stats
 from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
 from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
-from pipeline.writer import OutputLayout, atomic_write_text, finalize_shard, staged_sources, write_metadata
+from pipeline.writer import OutputLayout, atomic_write_text, finalize_shard, staged_sources
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
         _add_annotators(cfg, layout, list(missing), shards, run_stats, progress)
 
     _remove_empty(layout.root / "_staging")
-    stats = _write_stats(cfg, layout, sorted(by_shard), run_stats, time.perf_counter() - started, skipped)
-    _write_preview(cfg, layout)
+    stats = write_stats(cfg, layout, sorted(by_shard), run_stats, time.perf_counter() - started, skipped)
+    write_preview(cfg, layout)
     return stats
 
 
@@ -348,71 +349,3 @@ def _ids_of_done_shards(layout: OutputLayout, shards: list[int]) -> dict[str, st
         for r in layout.read_data(s, ["id", "source"]).to_pylist():
             seen.setdefault(r["id"], r["source"])
     return seen
-
-
-def _write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall: float, skipped: int) -> dict:
-    total: Counter = Counter()
-    domains: Counter = Counter()
-    captions: Counter = Counter()
-    reasons: Counter = Counter()
-    for s in shards:
-        m = json.loads(layout.marker(s).read_text())
-        total["records"] += m["records"]
-        total["errors"] += m["errors"]
-        domains.update(m["domains"])
-        captions.update(m["captions"])
-        reasons.update(m["error_reasons"])
-    lines = write_metadata(layout, shards)
-    stage_seconds = {k[2:]: round(v, 3) for k, v in sorted(run.items()) if k.startswith("t_")}
-    stats = {
-        "records_in": total["records"] + total["errors"],
-        "records_out": total["records"],
-        "errors": total["errors"],
-        "errors_by_reason": dict(reasons),
-        "per_domain": dict(domains),
-        "captions": dict(captions),
-        "caption_stats": _caption_stats(layout, shards),
-        "metadata_lines": lines,
-        "shards": len(shards),
-        "this_run": {
-            "processed": run["processed"],
-            "failed": run["failed"],
-            "skipped_finished": skipped,
-            "wall_seconds": round(wall, 3),
-            "images_per_second": round(run["processed"] / wall, 3) if wall > 0 else 0.0,
-            "stage_seconds": stage_seconds,
-        },
-    }
-    atomic_write_text(layout.root / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
-    return stats
-
-
-def _caption_stats(layout: OutputLayout, shards: list[int]) -> dict:
-    texts: dict[str, list[str]] = {}
-    for s in shards:
-        for caps in layout.read_data(s, ["caption"]).column("caption").to_pylist():
-            for c in caps or []:
-                texts.setdefault(c["model"], []).append(c["text"])
-    if not texts:
-        return {}
-    try:
-        from annotators.caption import caption_stats
-    except ImportError:  # captioners not installed in this build
-        return {k: {"count": len(v)} for k, v in texts.items()}
-    return {k: caption_stats(v) for k, v in texts.items()}
-
-
-def _write_preview(cfg: LabelJobConfig, layout: OutputLayout) -> None:
-    """OUT/preview.png: the first `preview_rows` records, every label side by side."""
-    from pipeline.preview import contact_sheet
-    from schemas.record import LabeledRecord
-
-    records = []
-    for s in sorted(layout.done_shards()):
-        left = cfg.preview_rows - len(records)
-        if left <= 0:
-            break
-        rows = layout.read_data(s).slice(0, left).to_pylist()
-        records.extend(LabeledRecord.from_row(r) for r in rows)
-    if records:
-        contact_sheet(records, n=len(records)).save(Path(cfg.output) / "preview.png")
