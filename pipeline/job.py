@@ -49,7 +49,10 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
     for it in items:
         by_shard.setdefault(it.shard, []).append(it)
     pending = [s for s in sorted(by_shard) if s not in done]
-    todo = [it for s in pending for it in by_shard[s] if it.source not in _staged(layout, s)]
+    todo = []
+    for s in pending:
+        staged = staged_sources(layout, s)  # read once per shard, not once per input
+        todo.extend(it for it in by_shard[s] if it.source not in staged)
     run_stats: Counter = Counter()
     skipped = len(items) - sum(len(by_shard[s]) for s in pending)
     log.info(
@@ -62,9 +65,7 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
     provenance = _provenance(cfg, names)
     seen = _ids_of_done_shards(layout, sorted(done))
     for s in pending:
-        counts = finalize_shard(layout, s, [it.source for it in by_shard[s]], provenance, seen)
-        counts["annotators"] = list(names)
-        atomic_write_text(layout.marker(s), json.dumps(counts, sort_keys=True))
+        finalize_shard(layout, s, [it.source for it in by_shard[s]], provenance, seen, annotators=names)
 
     # Incremental labeling: shards finished by an earlier run that lack some of the requested annotators.
     updates = {s: [n for n in names if n not in m.get("annotators", [])] for s, m in done.items()}
@@ -139,10 +140,6 @@ def _ensure_ray() -> None:
 def _remove_empty(folder: Path) -> None:
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
-
-
-def _staged(layout: OutputLayout, shard: int) -> set[str]:
-    return staged_sources(layout, shard)
 
 
 def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
@@ -297,7 +294,7 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
     rows = []
     for s in shards:
         ids = layout.read_data(s, ["id", "source"]).to_pylist()
-        staged = _staged(layout, s)
+        staged = staged_sources(layout, s)
         rows.extend(
             {"source": r["source"], "shard": s, "row": i, "id": r["id"]}
             for i, r in enumerate(ids)
@@ -319,11 +316,17 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
         base = layout.read_data(s)
         old_errors = layout.read_errors(s)
         marker = json.loads(layout.marker(s).read_text())
-        counts = finalize_shard(
-            layout, s, base.column("source").to_pylist(), provenance, {}, base_table=base, old_errors=old_errors
+        annotators = list(dict.fromkeys([*marker.get("annotators", []), *missing]))
+        finalize_shard(
+            layout,
+            s,
+            base.column("source").to_pylist(),
+            provenance,
+            {},
+            annotators=annotators,
+            base_table=base,
+            old_errors=old_errors,
         )
-        counts["annotators"] = list(dict.fromkeys([*marker.get("annotators", []), *missing]))
-        atomic_write_text(layout.marker(s), json.dumps(counts, sort_keys=True))
 
 
 def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[dict]:

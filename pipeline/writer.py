@@ -135,6 +135,7 @@ def finalize_shard(
     expected_sources: list[str],
     provenance: list[dict],
     seen_ids: dict[str, str],
+    annotators: list[str],
     base_table: pa.Table | None = None,
     old_errors: list[dict] | None = None,
 ) -> dict:
@@ -143,7 +144,8 @@ def finalize_shard(
     `seen_ids` maps record ids already in earlier shards to their source: a later
     input with the same bytes is filed as a `duplicate` error (exact dedup by content hash).
     `base_table` is the shard's existing records when labels are being added (incremental);
-    `old_errors` its existing error rows, kept.
+    `old_errors` its existing error rows, kept. `annotators` (every annotator the shard has been through)
+    goes into the marker itself, so a crash can never leave a marker that misstates it.
     """
     parts = sorted(layout.staging(shard).glob("part-*.parquet"))
     staged = pq.read_table(parts, schema=STAGING_SCHEMA) if parts else STAGING_SCHEMA.empty_table()
@@ -184,7 +186,7 @@ def finalize_shard(
     _write_or_remove(layout.errors(shard), pa.Table.from_pylist(errors, schema=ERROR_SCHEMA))
     metadata = "".join(json.dumps(joint_line(r), ensure_ascii=False) + "\n" for r in table.to_pylist())
     atomic_write_text(layout.shard_metadata(shard), metadata)
-    counts = shard_counts(table, errors)
+    counts = {**shard_counts(table, errors), "annotators": list(annotators)}
     atomic_write_text(layout.marker(shard), json.dumps(counts, sort_keys=True))
     for p in parts:
         p.unlink(missing_ok=True)
