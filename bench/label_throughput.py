@@ -60,22 +60,14 @@ SUITES = {
 def real_images(n: int, short_side: int) -> list[np.ndarray]:
     """n real photographs (cycled), resized so the short side is `short_side` (mixed aspect ratios, as in a corpus)."""
     from PIL import Image
-    from skimage import data
 
-    names = (
-        "astronaut",
-        "coffee",
-        "chelsea",
-        "rocket",
-        "hubble_deep_field",
-        "immunohistochemistry",
-        "retina",
-        "motorcycle",
-    )
+    from pipeline.samples import COLOUR_PHOTOS as names
+    from pipeline.samples import load_photo
+
     out = []
     for i in range(n):
         name = names[i % len(names)]
-        a = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+        a = load_photo(name)
         img = Image.fromarray(a).convert("RGB")
         s = short_side / min(img.size)
         out.append(np.asarray(img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)))

@@ -12,35 +12,19 @@ import os
 import sys
 from pathlib import Path
 
-# Real photographs that scikit-image ships (no network, nothing vendored). Grey ones test the RGB path.
-SAMPLES = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "retina",
-    "camera",
-    "coins",
-    "moon",
-    "motorcycle",
-    "colorwheel",
-)
-
 
 def write_corpus(folder: Path) -> list[Path]:
     """Save the sample photographs as JPEG/PNG files, as a user's folder would hold them."""
     from PIL import Image
-    from skimage import data
+
+    from pipeline.samples import PHOTOS, load_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in SAMPLES:
-        array = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    for name in PHOTOS:
         path = folder / f"{name}.{'png' if name in ('colorwheel', 'coins') else 'jpg'}"
         if not path.exists():
-            Image.fromarray(array).save(path, quality=95)
+            Image.fromarray(load_photo(name)).save(path, quality=95)
         paths.append(path)
     return paths
 
