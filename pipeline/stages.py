@@ -49,7 +49,7 @@ class DecodeStage:
         if spec.hf_input is not None:
             from pipeline.sources import open_hf_dataset
 
-            self._hf = open_hf_dataset(spec.hf_input, spec.hf_split)
+            self._hf = undecoded(open_hf_dataset(spec.hf_input, spec.hf_split), spec.hf_image_column)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
@@ -89,13 +89,21 @@ class DecodeStage:
         return hf_row_bytes(self._hf, row, self.spec.hf_image_column, self.spec.hf_caption_column)
 
 
-def hf_row_bytes(ds, row: int, image_column: str, caption_column: str | None) -> tuple[bytes, str]:
-    """The original encoded bytes of a dataset row's image (never re-encoded, so the md5 id is the file's)."""
+def undecoded(ds, image_column: str):
+    """The dataset with its image column left as stored bytes (cast once per worker, not per row)."""
     import datasets
 
     if image_column not in ds.column_names:
+        return ds  # every row then fails with `missing_column` in hf_row_bytes
+    return ds.cast_column(image_column, datasets.Image(decode=False))
+
+
+def hf_row_bytes(ds, row: int, image_column: str, caption_column: str | None) -> tuple[bytes, str]:
+    """The original encoded bytes of a row's image (never re-encoded, so the md5 id is the file's).
+    `ds` comes from `undecoded`."""
+    if image_column not in ds.column_names:
         raise DecodeError("missing_column", f"dataset has no column {image_column!r}; columns: {ds.column_names}")
-    example = ds.cast_column(image_column, datasets.Image(decode=False))[row]
+    example = ds[row]
     value = example[image_column]
     data = value.get("bytes") if isinstance(value, dict) else None
     if data is None and isinstance(value, dict) and value.get("path"):
