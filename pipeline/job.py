@@ -261,8 +261,9 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         num_cpus=0.25,
     )
     bar = _progress(total, what, progress)
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in batches:
             n = len(batch["source"])
             run_stats["processed"] += n
             run_stats["failed"] += int(sum(1 for e in batch["error"] if e))
@@ -279,6 +280,11 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         raise
     finally:
         bar.close()
+        # Shut the execution down now, not when the iterator is collected: a failed run's actors would
+        # otherwise keep their CPUs (and GPUs) from the next job in the same Ray.
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _model_unavailable_line(exc: BaseException) -> str | None:

@@ -73,6 +73,12 @@ class ValidationReport:
     damaged_shards: set[str] = field(default_factory=set)  # Parquet files that cannot be read to the end
 
     @property
+    def is_label_output(self) -> bool:
+        from schemas.storage import Storage
+
+        return Storage(self.path).exists("_shards")
+
+    @property
     def ok(self) -> bool:
         return not self.problems
 
