@@ -106,3 +106,18 @@ def test_storage_problems_fail_before_any_work_in_one_line(s3, corpus, monkeypat
     with pytest.raises(StorageError, match="cannot reach the storage service at http://127.0.0.1:9"):
         Storage(f"s3://{bucket}/out").check_writable()
     assert secret.encode() not in pickle.dumps(Storage(f"s3://{bucket}/out"))  # what Ray ships to workers
+
+
+def test_publish_dry_run_and_cache_latents_read_s3(on_s3_and_local, tmp_path):
+    from jodi.latents import CacheConfig, run_cache_job
+    from pipeline.publish import PublishConfig, publish
+
+    uri, _, _, _ = on_s3_and_local
+    cfg = PublishConfig(source=uri, repo_id="user/labels", staging=str(tmp_path / "hub"), dry_run=True)
+    prepared, report = publish(cfg, log=lambda line: None)
+    assert report.ok and prepared.records == 7
+    assert prepared.errors == {("dedup", "duplicate"): 1, ("decode", "not_an_image"): 1}
+    assert "user/labels" not in str(prepared.path) and (tmp_path / "hub" / "README.md").exists()
+    counts = run_cache_job(CacheConfig(input=uri, output=str(tmp_path / "latents"), vae="tiny",
+                                       text_encoder="tiny", resolution=128, batch_size=4))  # fmt: skip
+    assert counts == {"total": 7, "new": 7, "cached": 7}
