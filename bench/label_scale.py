@@ -147,7 +147,8 @@ def main() -> None:
                       f"time per image {hi} vs {lo}: {(b['wall_s'] / hi) / (a['wall_s'] / lo):.2f}x")  # fmt: skip
     for n in sizes:
         if ("s3", n) in by:
-            print(f"{n} images: S3 output time / local output time = {by[('s3', n)]['wall_s'] / by[('local', n)]['wall_s']:.2f}x")
+            ratio = by[("s3", n)]["wall_s"] / by[("local", n)]["wall_s"]
+            print(f"{n} images: S3 output time / local output time = {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
-from pipeline.report import write_preview, write_stats
-from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
+from pipeline.report import write_preview, write_stats
 from pipeline.shards import Finaliser, ShardTracker
+from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
 from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
 from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
 from schemas.record import Provenance

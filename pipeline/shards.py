@@ -35,7 +35,8 @@ class ShardTracker:
 
     def staged(self, shard: int, rows: pa.Table) -> set[str]:
         """Rows an earlier run staged (columns source, id, error); returns their sources."""
-        self.add(shard, rows.column("source").to_pylist(), rows.column("id").to_pylist(), rows.column("error").to_pylist())
+        columns = (rows.column(c).to_pylist() for c in ("source", "id", "error"))
+        self.add(shard, *columns)
         return self._seen[shard]
 
     def add(self, shard: int, sources: list[str], ids: list[str], errors: list[str]) -> None:

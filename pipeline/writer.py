@@ -97,7 +97,8 @@ class OutputLayout:
         return out
 
     def parts(self, shard: int, prefix: str = PART_PREFIX) -> list[str]:
-        return [p for p in self.storage.list(self.staging(shard), ".parquet") if p.rsplit("/", 1)[-1].startswith(prefix)]
+        parts = self.storage.list(self.staging(shard), ".parquet")
+        return [p for p in parts if p.rsplit("/", 1)[-1].startswith(prefix)]
 
     def all_parts(self, shard: int) -> list[str]:
         return self.storage.list(self.staging(shard), ".parquet")

@@ -79,9 +79,6 @@ class Storage:
     def url(self, rel: str = "") -> str:
         return f"{self.uri}/{rel}" if rel else self.uri
 
-    def child(self, rel: str) -> Storage:
-        return Storage(self.url(rel))
-
     # ----- reading --------------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound

@@ -23,7 +23,8 @@ def job(src: Path, out: Path) -> LabelJobConfig:
 
 def snapshot(out: Path) -> dict[str, bytes]:
     skip = {"stats.json", "job.json", "preview.png"}
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip}
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() and p.name not in skip]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,29 @@ def test_rerun_discards_an_unreadable_staging_part(labeled):
     assert stats["this_run"]["processed"] == 2
     assert snapshot(out) == before
     assert not (out / "_staging").exists()
+
+
+def test_the_embedded_ray_goes_away_with_a_killed_driver(tmp_path):
+    """kill -9 of a driver that started its own local Ray: none of that Ray's processes outlive it for long."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = "from pipeline.job import _ensure_ray; _ensure_ray(); print('up', flush=True); import time; time.sleep(99)"
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(root)}
+    driver = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    assert driver.stdout.readline().strip() == "up"
+    session = f"_{driver.pid}/"  # Ray names the session folder after the driver's pid
+    assert any(session in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    deadline, left = time.time() + 60, ["?"]
+    while time.time() < deadline and left:
+        left = [p.pid for p in psutil.process_iter(["cmdline"]) if session in " ".join(p.info["cmdline"] or [])]
+        time.sleep(1)
+    assert not left, f"processes of the killed driver's Ray still alive: {left}"

@@ -100,7 +100,8 @@ def test_incremental_merge_adds_a_domain_to_existing_records(tmp_path):
     after = layout.read_data(0)
     assert after.column(annotation_key("edge")).to_pylist() == before.column(annotation_key("edge")).to_pylist()
     assert [v["bytes"] for v in after.column(annotation_key("lineart")).to_pylist()] == [b"L1", b"L2"]
-    assert [sorted(p["domain"] for p in ps) for ps in after.column("provenance").to_pylist()] == [["edge", "lineart"]] * 2
+    domains = [sorted(p["domain"] for p in ps) for ps in after.column("provenance").to_pylist()]
+    assert domains == [["edge", "lineart"]] * 2
     assert counts["domains"] == {"edge": 2, "lineart": 2} and counts["annotators"] == ["canny", "lineart_standard"]
 
 
@@ -131,3 +132,31 @@ def test_record_table_has_the_hugging_face_features(tmp_path):
     )
     assert isinstance(features["image"], datasets.Image)
     assert isinstance(features["annotation_edge"], datasets.Image)
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs); needs the right to mount, so it is skipped where that is missing."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_path_and_nothing_half_written(tiny_disk):
+    from schemas.storage import Storage, StorageError
+
+    storage = Storage(str(tiny_disk / "out"))
+    storage.put("small.bin", b"x" * 1000)
+    with pytest.raises(StorageError) as err:
+        storage.put("data/shard-00000.parquet", b"y" * 1_000_000)
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(f"no space left writing {tiny_disk}/out/data/shard-00000.parquet")
+    assert "1.0 MB needed" in line and "rerun the same command" in line
+    assert storage.list(recursive=True) == ["small.bin"]  # no partial file, no temporary left behind
+    assert not [p for p in (tiny_disk / "out" / "data").iterdir()]

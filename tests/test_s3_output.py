@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -37,7 +36,8 @@ def on_s3_and_local(corpus, s3, ray_local, tmp_path_factory):
     bucket = s3.new_bucket()
     uri = f"s3://{bucket}/labels/run1"
     local = tmp_path_factory.mktemp("local") / "out"
-    return uri, local, run_label_job(job(corpus, uri), progress=False), run_label_job(job(corpus, local), progress=False)
+    remote_stats = run_label_job(job(corpus, uri), progress=False)
+    return uri, local, remote_stats, run_label_job(job(corpus, local), progress=False)
 
 
 def listing(storage: Storage) -> dict[str, bytes]:
