@@ -110,15 +110,15 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] + ([100_000] if args.big else [])
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    import ray
-
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     server = None
-    if not args.no_s3:
+    if not args.no_s3:  # before Ray: its workers take the AWS_* variables from the environment at start
         from tests.s3server import S3Server
 
         server = S3Server(Path(tempfile.mkdtemp(prefix="bench-s3-"))).start()
         os.environ.update(server.env())
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="label-scale-") as tmp:
