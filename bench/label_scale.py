@@ -118,9 +118,9 @@ def main() -> None:
         os.environ.update(server.env())
     import ray
 
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
     rows = []
     try:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
         with tempfile.TemporaryDirectory(prefix="label-scale-") as tmp:
             for n in sizes:
                 src = Path(tmp) / f"in{n}"
