@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="image folder (local or fsspec URI, e.g. s3://bucket/dir), a .txt list of paths, "
         "hf://datasets/<name>, or a datasets.save_to_disk folder",
     )
-    p.add_argument("output", help="output folder (Joint layout + Parquet shards)")
+    p.add_argument(
+        "output",
+        help="output folder or URI (s3://bucket/prefix, gs://...; credentials from the standard AWS_* / "
+        "GOOGLE_APPLICATION_CREDENTIALS environment)",
+    )
     p.add_argument(
         "--annotators",
         "-a",
@@ -59,6 +63,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hf-caption-key", help="caption key for --hf-caption-column (default: source)")
     p.add_argument("--allow-animated", action="store_true", help="label frame 0 of animated images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take over the output's lease from another job (only when that job is dead)",
+    )
 
 
 def build_config(args: argparse.Namespace) -> LabelJobConfig:
@@ -117,13 +126,23 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
 def run(args: argparse.Namespace) -> int:
     from annotators.loading import ModelUnavailableError
     from pipeline.job import JobConfigError, run_label_job
+    from pipeline.lease import LeaseHeldError, LeaseLostError
     from pipeline.sources import InputError
+    from schemas.storage import StorageError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = build_config(args)
     try:
-        stats = run_label_job(cfg, progress=not args.quiet)
-    except (InputError, JobConfigError, KeyError, ModelUnavailableError) as exc:
+        stats = run_label_job(cfg, progress=not args.quiet, takeover=args.takeover)
+    except (
+        InputError,
+        JobConfigError,
+        KeyError,
+        ModelUnavailableError,
+        StorageError,
+        LeaseHeldError,
+        LeaseLostError,
+    ) as exc:
         print(f"jodi label: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     print(summary(cfg.output, stats))

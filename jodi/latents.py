@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION
 from schemas.domains import ALL_DOMAINS, CAPTION, LABEL_DOMAINS, annotation_key
+from schemas.storage import Storage, is_remote
 
 LATENT_SCHEMA_VERSION = "1.0"
 CACHE_META = "cache.json"
@@ -108,6 +109,15 @@ def _read_input(cfg: CacheConfig):
     import pyarrow.parquet as pq
     import ray
 
+    if is_remote(str(cfg.input)):  # a dataset in a bucket: its Parquet shards, read by Ray Data from there
+        storage = Storage(str(cfg.input))
+        files = storage.list("data", ".parquet")
+        if not files:
+            raise FileNotFoundError(f"{cfg.input}: no Parquet shards under data/")
+        cols = ["id", "source", "info", CAPTION, "image", *[annotation_key(d) for d in LABEL_DOMAINS]]
+        ids = storage.read_table(files, columns=["id"]).column("id").to_pylist()
+        ds = ray.data.read_parquet([storage.url(f) for f in files], columns=cols)
+        return ds.map_batches(_flatten_parquet, batch_format="pyarrow", zero_copy_batch=True), ids
     root = Path(cfg.input)
     if (root / "data").is_dir() or str(cfg.input).endswith(".parquet"):
         src = str(root / "data") if (root / "data").is_dir() else cfg.input

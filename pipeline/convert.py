@@ -25,6 +25,7 @@ from schemas.domains import IMAGE, LABEL_DOMAINS, annotation_key, relative_path
 from schemas.joint import UNSPLIT_SHARD_PREFIX, iter_joint, iter_parquet, metadata_files, parquet_files
 from schemas.paths import resolve_inside
 from schemas.record import LabeledRecord, record_schema_with_hf_metadata
+from schemas.storage import Storage
 
 ROWS_PER_GROUP = 100
 MAX_SHARD_BYTES = 500 * 1000**2
@@ -109,13 +110,6 @@ def imagefolder_keys(meta: dict) -> dict:
     return keys
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_joint(
     records: Iterable[LabeledRecord], root: str | Path, split: str = "", imagefolder: bool = False
 ) -> WriteStats:
@@ -127,14 +121,16 @@ def write_joint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    storage = Storage(str(root))  # the one atomic writer (temporary name + rename on disks)
     stats = WriteStats()
     lines: list[str] = []
     for record in records:
         files = {IMAGE: record.image, **record.labels}
         for domain, data in files.items():
-            path = resolve_inside(root, relative_path(domain, record.id))
+            rel = relative_path(domain, record.id)
+            path = resolve_inside(root, rel)
             if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
-                _write_atomic(path, data)
+                storage.put(path.relative_to(root.resolve()).as_posix(), data)
                 stats.files.append(path)
         meta = record.joint_metadata()
         if imagefolder:
@@ -142,7 +138,7 @@ def write_joint(
         lines.append(json.dumps(meta, ensure_ascii=False))
         stats.add(record)
     name = f"metadata.{split}.jsonl" if split else "metadata.jsonl"
-    _write_atomic(root / name, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+    storage.put(name, ("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
     stats.files.append(root / name)
     return stats
 

@@ -8,6 +8,7 @@ and it labels only the missing domain of the finished shards (incremental).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -15,16 +16,20 @@ import math
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
 from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
+from pipeline.finalize import ShardPlan, finalize_shard
+from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
 from pipeline.report import write_preview, write_stats
+from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
 from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
-from pipeline.writer import OutputLayout, atomic_write_text, finalize_shard, staged_sources
+from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
+from schemas.record import Provenance
+from schemas.storage import StorageError, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -33,47 +38,70 @@ class JobConfigError(ValueError):
     """The job cannot start as configured (raised before any work)."""
 
 
-def run_label_job(cfg: LabelJobConfig, progress: bool = True) -> dict:
-    """Run the job to completion and return the stats written to OUT/stats.json."""
+def run_label_job(cfg: LabelJobConfig, progress: bool = True, *, takeover: bool = False) -> dict:
+    """Run the job to completion and return the stats written to OUT/stats.json.
+
+    `takeover=True` takes the output's lease from a job that holds it (see pipeline/lease.py)."""
     started = time.perf_counter()
     names = _check_annotators(cfg.annotators)
     cfg = _canonical_keys(cfg)
     layout = OutputLayout(cfg.output)
     sources = list_sources(cfg.input, cfg.hf_split)  # a missing input fails here, before any work
     items = shard_items(sources, cfg.shard_size)
+    layout.storage.check_writable()  # missing bucket / endpoint / credential: one line, before any work
     previous = _check_previous_job(layout, cfg, names)
-    _ensure_ray()
+    lease = acquire(layout.storage, takeover=takeover)
+    try:
+        with Heartbeat(layout.storage, lease) as beat:
+            stats = _run(cfg, names, layout, items, previous, lease.owner, progress, started)
+        if beat.lost:
+            raise LeaseLostError(beat.lost)
+        return stats
+    except Exception as exc:
+        line = _storage_failure_line(exc, cfg.output)
+        if line is not None:
+            raise StorageError(line) from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            release(layout.storage, lease.owner)
 
+
+def _run(cfg, names, layout: OutputLayout, items, previous, owner: str, progress: bool, started: float) -> dict:
+    _ensure_ray()
     done = layout.done_shards()
     by_shard: dict[int, list[InputItem]] = {}
     for it in items:
         by_shard.setdefault(it.shard, []).append(it)
     pending = [s for s in sorted(by_shard) if s not in done]
+    tracker = ShardTracker({s: [it.source for it in by_shard[s]] for s in pending})
+    for s in sorted(done):
+        for rel in layout.parts(s):  # a crash between a marker and its clean-up leaves parts behind
+            layout.storage.delete(rel)
+        tracker.known(s, layout.read_data(s, ["id", "source"]))
     todo = []
     for s in pending:
-        staged = staged_sources(layout, s)  # read once per shard, not once per input
+        staged = tracker.staged(s, layout.read_staged(s, columns=["source", "id", "error"]))
         todo.extend(it for it in by_shard[s] if it.source not in staged)
     run_stats: Counter = Counter()
     skipped = len(items) - sum(len(by_shard[s]) for s in pending)
     log.info(
         "%d inputs in %d shards: %d shards done, %d inputs to label", len(items), len(by_shard), len(done), len(todo)
     )
-
-    atomic_write_text(layout.root / "job.json", json.dumps(_job_record(cfg, names, previous), indent=2, default=str))
+    layout.storage.put_text("job.json", json.dumps(_job_record(cfg, names, previous), indent=2, default=str))
+    finaliser = Finaliser(layout, tracker, names, _provenance(cfg, names), owner)
+    finaliser.submit_ready()  # shards fully staged by an earlier run finalise at once
     if todo:
-        _stream(cfg, names, _fresh_dataset(cfg, todo), len(todo), run_stats, progress, "label")
-    provenance = _provenance(cfg, names)
-    seen = _ids_of_done_shards(layout, sorted(done))
-    for s in pending:
-        finalize_shard(layout, s, [it.source for it in by_shard[s]], provenance, seen, annotators=names)
+        _stream(cfg, names, _fresh_dataset(cfg, todo), len(todo), run_stats, progress, "label", finaliser.observe)
+    finaliser.wait()
 
     # Incremental labeling: shards finished by an earlier run that lack some of the requested annotators.
     updates = {s: [n for n in names if n not in m.get("annotators", [])] for s, m in done.items()}
     for missing in sorted({tuple(v) for v in updates.values() if v}):
         shards = [s for s, v in updates.items() if tuple(v) == missing]
-        _add_annotators(cfg, layout, list(missing), shards, run_stats, progress)
+        _add_annotators(cfg, layout, list(missing), {s: done[s] for s in shards}, run_stats, progress, owner)
 
-    _remove_empty(layout.root / "_staging")
+    layout.storage.remove_empty_dir("_staging")
     stats = write_stats(cfg, layout, sorted(by_shard), run_stats, time.perf_counter() - started, skipped)
     write_preview(cfg, layout)
     return stats
@@ -109,10 +137,9 @@ def _canonical_keys(cfg: LabelJobConfig) -> LabelJobConfig:
 
 
 def _check_previous_job(layout: OutputLayout, cfg: LabelJobConfig, names: list[str]) -> dict | None:
-    path = layout.root / "job.json"
-    if not path.exists():
+    if not layout.storage.exists("job.json"):
         return None
-    previous = json.loads(path.read_text())
+    previous = json.loads(layout.storage.get_text("job.json"))
     old = previous.get("settings", {})
     new = json.loads(json.dumps(cfg.settings_fingerprint(), default=str))
     changed = {k for k in new if k in old and old[k] != new[k]}
@@ -132,14 +159,19 @@ def _job_record(cfg: LabelJobConfig, names: list[str], previous: dict | None) ->
 def _ensure_ray() -> None:
     import ray
 
+    _quiet_ray()
     if not ray.is_initialized():
         # Connects to RAY_ADDRESS when set (e.g. under `ray job submit`), else starts a local Ray in-process.
-        ray.init(configure_logging=False, log_to_driver=False)
+        # No dashboard for the embedded Ray: nothing to look at, and its agents outlive a killed driver.
+        ray.init(configure_logging=False, log_to_driver=False, include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the one progress bar
 
 
-def _remove_empty(folder: Path) -> None:
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+def _quiet_ray() -> None:
+    """The user's terminal shows our progress bar and summary; Ray keeps its own logs in its log folder
+    (/tmp/ray/session_latest/logs). These are Ray's start-up notices and Ray Data's per-dataset INFO lines."""
+    for name in ("ray._private.authentication", "ray.data", "ray._private.worker", "ray.data._internal.progress"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
@@ -182,8 +214,9 @@ def _stage_groups(cfg: LabelJobConfig, names: list[str]) -> list[list[str]]:
     return groups
 
 
-def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str) -> None:
-    """Add the annotate/encode/write stages to `ds` and consume it, counting outcomes."""
+def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str, observe, prefix=PART_PREFIX) -> None:
+    """Add the annotate/encode/write stages to `ds` and consume the writers' status rows: count them and
+    hand them to `observe` (which finalises shards as they complete)."""
     import ray
 
     groups = _stage_groups(cfg, names)
@@ -218,23 +251,26 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         compute=_actors(1, 2),
         num_cpus=0.5,
     )
+    # A pool of writers (I/O bound, a quarter CPU each) that grows with the cluster: never one funnel.
     ds = ds.map_batches(
         WriteStage,
-        fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint},
+        fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint, "prefix": prefix},
         batch_size=16,
         batch_format="numpy",
-        compute=_actors(1, 1),
+        compute=_actors(1, max(2, min(32, int(cluster_cpus)))),
         num_cpus=0.25,
     )
     bar = _progress(total, what, progress)
+    batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in batches:
             n = len(batch["source"])
             run_stats["processed"] += n
             run_stats["failed"] += int(sum(1 for e in batch["error"] if e))
             for key, values in batch.items():
                 if key.startswith("t_"):
                     run_stats[key] += float(values.sum())
+            observe(batch)
             bar.update(n)
     except Exception as exc:
         # Missing weights surface inside an actor's constructor; give the user our one line, not Ray's traceback.
@@ -244,6 +280,11 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         raise
     finally:
         bar.close()
+        # Shut the execution down now, not when the iterator is collected: a failed run's actors would
+        # otherwise keep their CPUs (and GPUs) from the next job in the same Ray.
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _model_unavailable_line(exc: BaseException) -> str | None:
@@ -288,13 +329,18 @@ def _progress(total: int, what: str, enabled: bool):
     return tqdm(total=total, desc=f"{what} (images)", unit="img", disable=not enabled, dynamic_ncols=True)
 
 
-def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[int], run_stats, progress) -> None:
+def _add_annotators(cfg, layout: OutputLayout, missing: list[str], markers: dict, run_stats, progress, owner) -> None:
+    """Label finished shards with annotators they lack, then merge the new labels into their records."""
     import ray
 
+    prefix = add_prefix(missing)
     rows = []
-    for s in shards:
+    for s in sorted(markers):
+        for rel in layout.all_parts(s):  # leftovers of a first pass or of another incremental pass
+            if not rel.rsplit("/", 1)[-1].startswith(prefix):
+                layout.storage.delete(rel)
         ids = layout.read_data(s, ["id", "source"]).to_pylist()
-        staged = staged_sources(layout, s)
+        staged = set(layout.read_staged(s, prefix, ["source"]).column("source").to_pylist())
         rows.extend(
             {"source": r["source"], "shard": s, "row": i, "id": r["id"]}
             for i, r in enumerate(ids)
@@ -310,45 +356,47 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], shards: list[
             compute=_actors(1, 1),
             num_cpus=0.5,
         )
-        _stream(cfg, missing, ds, len(rows), run_stats, progress, f"add {','.join(missing)}")
-    provenance = _provenance(cfg, missing)
-    for s in shards:
-        base = layout.read_data(s)
-        old_errors = layout.read_errors(s)
-        marker = json.loads(layout.marker(s).read_text())
-        annotators = list(dict.fromkeys([*marker.get("annotators", []), *missing]))
-        finalize_shard(
-            layout,
-            s,
-            base.column("source").to_pylist(),
-            provenance,
-            {},
-            annotators=annotators,
-            base_table=base,
-            old_errors=old_errors,
-        )
+        _stream(cfg, missing, ds, len(rows), run_stats, progress, f"add {','.join(missing)}", lambda b: None, prefix)
+    provenance = tuple(_provenance(cfg, missing))
+    task = ray.remote(num_cpus=0.25, max_retries=3)(finalize_shard)
+    futures = []
+    for s, marker in sorted(markers.items()):
+        sources = tuple(layout.read_data(s, ["source"]).column("source").to_pylist())
+        annotators = tuple(dict.fromkeys([*marker.get("annotators", []), *missing]))
+        plan = ShardPlan(s, sources, annotators, provenance, added=tuple(missing), lease_owner=owner)
+        futures.append(task.remote(layout, plan))
+    ray.get(futures)
 
 
-def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[dict]:
+def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[Provenance]:
     out = []
     for n in names:
         cls, config = resolve(n)
         config = dataclasses.replace(config, **cfg.overrides.get(n, {}))
-        out.append(
-            {
-                "domain": cls.domain,
-                "annotator": n,
-                "model_id": config.model_id,
-                "revision": config.revision,
-                "parameters": config.to_json(),
-            }
-        )
+        out.append(Provenance(cls.domain, n, config.model_id, config.revision, config.to_json()))
     return out
 
 
-def _ids_of_done_shards(layout: OutputLayout, shards: list[int]) -> dict[str, str]:
-    seen: dict[str, str] = {}
-    for s in shards:
-        for r in layout.read_data(s, ["id", "source"]).to_pylist():
-            seen.setdefault(r["id"], r["source"])
-    return seen
+def _storage_failure_line(exc: BaseException, output: str) -> str | None:
+    """Storage that fails mid-run (unreachable, refused, full) -> one line; Ray wraps worker errors in text."""
+    text = "\n".join(str(e) for e in _chain(exc))
+    full = re.search(r"(no space left writing [^\n]+)", text)
+    if full:
+        return full.group(1)
+    if any(isinstance(e, StorageError) for e in _chain(exc)):
+        return None  # already one line
+    if re.search(r"AWS Error|NETWORK_CONNECTION|curlCode|ACCESS_DENIED|GCS error", text):
+        return describe_failure(output, exc if "AWS" in str(exc) else Exception(text)) + (
+            "; the data written so far is safe: rerun the same command to resume"
+        )
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out, seen = [], exc
+    while seen is not None and len(out) < 20:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+

@@ -31,6 +31,7 @@ from pipeline.validate import ValidationReport, validate
 from schemas.domains import LABEL_DOMAINS, annotation_key
 from schemas.joint import detect_layout, iter_records, metadata_files, parquet_files
 from schemas.record import RECORD_SCHEMA, SCHEMA_VERSION, LabeledRecord, huggingface_features
+from schemas.storage import Storage, is_remote
 
 # Hub repository limits (huggingface.co/docs/hub/repositories-recommendations).
 MAX_FILES_PER_FOLDER = 10_000
@@ -62,7 +63,11 @@ class PublishConfig:
 
     @property
     def staging_path(self) -> Path:
-        return Path(self.staging) if self.staging else Path(str(Path(self.source).resolve()) + "-hub")
+        if self.staging:
+            return Path(self.staging)
+        if is_remote(self.source):  # a dataset in a bucket is prepared in a local folder named after it
+            return Path(self.source.rstrip("/").rsplit("/", 1)[-1] + "-hub").resolve()
+        return Path(str(Path(self.source).resolve()) + "-hub")
 
 
 @dataclass
@@ -94,9 +99,12 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return text
 
 
-def _follows_conventions(shard: Path, cfg: ShardConfig) -> bool:
+def _follows_conventions(shard: Path | str, cfg: ShardConfig) -> bool:
     """True when a source shard can be published as it is: our schema with `datasets` features,
-    row groups of at most `rows_per_group`, at most `max_shard_bytes` (the label job writes such shards)."""
+    row groups of at most `rows_per_group`, at most `max_shard_bytes` (the label job writes such shards).
+    Shards in a bucket are rewritten locally (read through the storage layer), never linked."""
+    if is_remote(str(shard)):
+        return False
     pf = pq.ParquetFile(shard)
     meta = pf.metadata
     return (
@@ -142,11 +150,12 @@ def _tap(records: Iterator[LabeledRecord], prepared: PreparedFolder, keep: list[
         yield record
 
 
-def error_counts(source: Path) -> Counter:
+def error_counts(source: Path | str) -> Counter:
     """(stage, error) -> count over the label job's `errors/*.parquet` (empty for other datasets)."""
     counts: Counter = Counter()
-    for shard in sorted((source / "errors").glob("*.parquet")):
-        table = pq.read_table(shard, columns=["stage", "error"])
+    storage = Storage(str(source))
+    for shard in storage.list("errors", ".parquet"):
+        table = storage.read_table(shard, columns=["stage", "error"])
         counts.update(zip(table.column("stage").to_pylist(), table.column("error").to_pylist()))
     return counts
 
@@ -189,8 +198,8 @@ def prepare_folder(cfg: PublishConfig) -> PreparedFolder:
     Source shards that already follow the Hub conventions are linked, not rewritten; others (and a
     Joint folder) are written anew. Rebuilt each run: the same input gives the same bytes, so an
     interrupted upload resumes without sending them again."""
-    source, out = Path(cfg.source), cfg.staging_path
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
+    source, out = (cfg.source if is_remote(cfg.source) else Path(cfg.source)), cfg.staging_path
+    if not is_remote(cfg.source) and (out.resolve() == source.resolve() or source.resolve() in out.resolve().parents):
         raise ValueError(f"staging folder {out} must not be inside the source {source}")
     _clear_staging(out)
     prepared = PreparedFolder(path=out, errors=error_counts(source))

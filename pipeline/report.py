@@ -4,12 +4,12 @@ or incremental run reports the whole dataset, plus its own run's figures."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
-from pathlib import Path
 
 from pipeline.config import LabelJobConfig
-from pipeline.writer import OutputLayout, atomic_write_text, write_metadata
+from pipeline.writer import OutputLayout
 
 
 def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall: float, skipped: int) -> dict:
@@ -18,13 +18,13 @@ def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall
     captions: Counter = Counter()
     reasons: Counter = Counter()
     for s in shards:
-        m = json.loads(layout.marker(s).read_text())
+        m = json.loads(layout.storage.get_text(layout.marker(s)))
         total["records"] += m["records"]
         total["errors"] += m["errors"]
         domains.update(m["domains"])
         captions.update(m["captions"])
         reasons.update(m["error_reasons"])
-    lines = write_metadata(layout, shards)
+    lines = layout.write_metadata(shards)
     stage_seconds = {k[2:]: round(v, 3) for k, v in sorted(run.items()) if k.startswith("t_")}
     stats = {
         "records_in": total["records"] + total["errors"],
@@ -45,7 +45,7 @@ def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall
             "stage_seconds": stage_seconds,
         },
     }
-    atomic_write_text(layout.root / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
+    layout.storage.put_text("stats.json", json.dumps(stats, indent=2, sort_keys=True))
     return stats
 
 
@@ -77,4 +77,6 @@ def write_preview(cfg: LabelJobConfig, layout: OutputLayout) -> None:
         rows = layout.read_data(s).slice(0, left).to_pylist()
         records.extend(LabeledRecord.from_row(r) for r in rows)
     if records:
-        contact_sheet(records, n=len(records)).save(Path(cfg.output) / "preview.png")
+        buf = io.BytesIO()
+        contact_sheet(records, n=len(records)).save(buf, format="PNG")
+        layout.storage.put("preview.png", buf.getvalue())

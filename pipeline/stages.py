@@ -282,16 +282,18 @@ def _column(values: list) -> np.ndarray:
 
 
 class WriteStage:
-    """Writes the Joint files of good rows and one staging part per shard; returns one small status row per input."""
+    """One of a pool of writers: puts the Joint files of good rows and one staging part per shard in the
+    batch (deterministic names, so a retried batch overwrites its own objects); returns one small
+    status row per input (source, shard, id, error and the stage timers), never file bytes."""
 
-    def __init__(self, output: str, write_joint: bool) -> None:
+    def __init__(self, output: str, write_joint: bool, prefix: str = "part-") -> None:
         from pipeline.writer import OutputLayout
 
         self.layout = OutputLayout(output)
         self.write_joint = write_joint
+        self.prefix = prefix
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from pipeline.writer import write_joint_files, write_staging_part
         from schemas.domains import LABEL_DOMAINS
 
         t0 = time.perf_counter()
@@ -302,7 +304,7 @@ class WriteStage:
             rid, err = str(batch["id"][i]), str(batch["error"][i])
             files = {d: bytes(batch[f"file_{d}"][i]) for d in domains}
             if not err and self.write_joint:
-                write_joint_files(self.layout.root, rid, {"image": bytes(batch["file_image"][i]), **files})
+                self.layout.write_joint_files(rid, {"image": bytes(batch["file_image"][i]), **files})
             rows = by_shard.setdefault(int(batch["shard"][i]), {})
             values = {
                 "source": str(batch["source"][i]),
@@ -319,9 +321,10 @@ class WriteStage:
             }
             for k, v in values.items():
                 rows.setdefault(k, []).append(v)
+        # Parts land after the files they describe: a staged input always has its Joint files.
         for shard, rows in by_shard.items():
-            write_staging_part(self.layout, shard, rows)
-        status = {k: batch[k] for k in ("source", "shard", "error")}
+            self.layout.write_staging_part(shard, rows, self.prefix)
+        status = {k: batch[k] for k in ("source", "shard", "id", "error")}
         status.update({k: v for k, v in batch.items() if k.startswith("t_")})
         status["t_write"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
         return status
@@ -338,15 +341,13 @@ class RecordDecodeStage:
         self._shard, self._images = -1, None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import pyarrow.parquet as pq
-
         from schemas.codec import decode_file
 
         t0 = time.perf_counter()
         images, encoded = [], []
         for shard, row in zip(batch["shard"], batch["row"], strict=True):
             if int(shard) != self._shard:
-                table = pq.read_table(self.layout.data(int(shard)), columns=["image"])
+                table = self.layout.read_data(int(shard), ["image"])
                 self._shard, self._images = int(shard), table.column("image").to_pylist()
             data = self._images[int(row)]["bytes"]
             encoded.append(data)

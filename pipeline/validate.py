@@ -30,11 +30,14 @@ from schemas.joint import (
     JointFormatError,
     check_schema_version,
     metadata_files,
+    open_parquet,
+    open_text,
     parquet_files,
     parse_entry,
 )
 from schemas.paths import UnsafePathError
 from schemas.record import RECORD_SCHEMA
+from schemas.storage import Storage, is_remote
 
 # Tolerances for JPEG-stored labels. Official samples: grey labels have identical channels,
 # lineart mean 232-250, edge mean 22-26, decoded normals mean norm 0.98-1.0, openpose mean ~2.
@@ -67,6 +70,13 @@ class ValidationReport:
     records: int = 0
     domains: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    damaged_shards: set[str] = field(default_factory=set)  # Parquet files that cannot be read to the end
+
+    @property
+    def is_label_output(self) -> bool:
+        from schemas.storage import Storage
+
+        return Storage(self.path).exists("_shards")
 
     @property
     def ok(self) -> bool:
@@ -210,18 +220,23 @@ def _check_entry(entry: JointEntry, where: str) -> tuple[list[Problem], list[str
     return problems + found, domains
 
 
-def _validate_joint(root: Path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
+def _name(path) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _validate_joint(root, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
     ids: Counter = Counter()
+    base = root if is_remote(str(root)) else Path(root).resolve()
     for split, meta_path in metadata_files(root).items():
-        with open(meta_path, encoding="utf-8") as f:
+        with open_text(meta_path) as f:
             for n, text in enumerate(f, start=1):
                 if limit is not None and report.records >= limit:
                     return
                 if not text.strip():
                     continue
-                where = f"{meta_path.name}:{n}"
+                where = f"{_name(meta_path)}:{n}"
                 try:
-                    entry = parse_entry(json.loads(text), root.resolve(), split, n, meta_path)
+                    entry = parse_entry(json.loads(text), base, split, n, meta_path)
                 except json.JSONDecodeError as e:
                     report.add(where, "schema", f"not valid JSON ({e.msg})")
                     continue
@@ -238,30 +253,34 @@ def _validate_joint(root: Path, report: ValidationReport, pool: _Pool, limit: in
                 pool.submit(_check_entry, entry, where)
 
 
-def _validate_parquet(path: Path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
-    import pyarrow.parquet as pq
-
+def _validate_parquet(path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
     ids: Counter = Counter()
     for shards in parquet_files(path).values():
         for shard in shards:
+            name = _name(shard)
             try:
-                pf = pq.ParquetFile(shard)
+                pf = open_parquet(shard)
                 check_schema_version(pf.schema_arrow, shard)
             except Exception as e:  # unreadable footer, wrong schema: report and go on to the next shard
-                report.add(shard.name, "schema", f"{type(e).__name__}: {e}")
+                report.add(name, "schema", f"{type(e).__name__}: {e}")
+                report.damaged_shards.add(name)
                 continue
             for f in RECORD_SCHEMA:
                 if f.name not in pf.schema_arrow.names:
-                    report.add(shard.name, "schema", f"missing column {f.name!r}")
+                    report.add(name, "schema", f"missing column {f.name!r}")
                 elif not pf.schema_arrow.field(f.name).type.equals(f.type):
-                    report.add(shard.name, "schema", f"column {f.name!r} is {pf.schema_arrow.field(f.name).type}")
+                    report.add(name, "schema", f"column {f.name!r} is {pf.schema_arrow.field(f.name).type}")
             row_no = 0
-            for batch in pf.iter_batches(batch_size=32):
-                for row in batch.to_pylist():
-                    if limit is not None and report.records >= limit:
-                        return
-                    _check_row(row, f"{shard.name}:row {row_no}", report, ids, pool)
-                    row_no += 1
+            try:
+                for batch in pf.iter_batches(batch_size=32):
+                    for row in batch.to_pylist():
+                        if limit is not None and report.records >= limit:
+                            return
+                        _check_row(row, f"{name}:row {row_no}", report, ids, pool)
+                        row_no += 1
+            except Exception as e:  # a truncated or corrupt page: the rest of the shard is unreadable
+                report.add(name, "schema", f"unreadable after row {row_no}: {type(e).__name__}: {e}")
+                report.damaged_shards.add(name)
 
 
 def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter, pool: _Pool) -> None:
@@ -286,9 +305,10 @@ def validate(path: str | Path, max_records: int | None = None, workers: int | No
     """Check every record of a dataset (Joint folder, Parquet shards, or a label-job output holding both).
 
     `workers` threads decode files (default: the CPU count, at most 8)."""
-    path = Path(path)
+    remote = is_remote(str(path))
+    path = str(path) if remote else Path(path)
     report = ValidationReport(path=str(path))
-    if not path.exists():
+    if not (Storage(path).exists("") if remote else path.exists()):
         report.add(str(path), "schema", "path does not exist")
         return report
     workers = workers or min(8, os.cpu_count() or 1)
@@ -297,7 +317,7 @@ def validate(path: str | Path, max_records: int | None = None, workers: int | No
         pool = _Pool(report, workers)
         _validate_parquet(path, report, pool, max_records)
         pool.close()
-    if path.is_dir() and metadata_files(path):
+    if (remote or path.is_dir()) and metadata_files(path):
         report.layouts.append("joint")
         before = (report.records, report.domains)
         report.records, report.domains = 0, Counter()

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas.domains import CAPTION, FORMATS, IMAGE, LABEL_DOMAINS, annotation_key
-from schemas.paths import resolve_inside
+from schemas.paths import UnsafePathError, resolve_inside
 from schemas.record import SCHEMA_VERSION, LabeledRecord
+from schemas.storage import Storage, is_remote
 
 METADATA = "metadata.jsonl"
 _SPLIT_METADATA = re.compile(r"^metadata\.([A-Za-z0-9_]+)\.jsonl$")
@@ -47,7 +48,7 @@ class JointEntry:
     """
 
     id: str
-    root: Path
+    root: Path | str  # a local folder, or a URI (s3://, gs://, ...) read through `Storage`
     files: dict[str, str]
     height: int
     width: int
@@ -66,6 +67,13 @@ class JointEntry:
         return resolve_inside(self.root, self.files[domain])
 
     def read(self, domain: str) -> bytes:
+        if is_remote(str(self.root)):
+            # Object stores have no symlinks: the lexical checks of resolve_inside are the whole check.
+            rel = self.files[domain].replace("\\", "/")
+            resolve_inside("/", rel)
+            if rel.startswith("/"):
+                raise UnsafePathError(f"absolute path in metadata: {rel!r}")
+            return Storage(str(self.root)).get(rel)
         return self.path(domain).read_bytes()
 
     def to_record(self) -> LabeledRecord:
@@ -90,7 +98,12 @@ def record_id(image_path: str) -> str:
 
 
 def metadata_files(root: str | Path) -> dict[str, Path]:
-    """split -> metadata file of a Joint folder (`""` for `metadata.jsonl`). Empty when there is none."""
+    """split -> metadata file of a Joint folder (`""` for `metadata.jsonl`). Empty when there is none.
+    For a URI root the values are URIs (str)."""
+    if is_remote(str(root)):
+        storage = Storage(str(root))
+        names = [p for p in storage.list() if p == METADATA or _SPLIT_METADATA.match(p)]
+        return {("" if p == METADATA else _SPLIT_METADATA.match(p).group(1)): storage.url(p) for p in names}
     root = Path(root)
     found: dict[str, Path] = {}
     if (root / METADATA).is_file():
@@ -102,8 +115,8 @@ def metadata_files(root: str | Path) -> dict[str, Path]:
     return found
 
 
-def _where(path: Path, line: int) -> str:
-    return f"{path.name}:{line}"
+def _where(path: Path | str, line: int) -> str:
+    return f"{str(path).rsplit('/', 1)[-1]}:{line}"
 
 
 def parse_entry(obj: object, root: Path, split: str = "", line: int = 0, source: Path | None = None) -> JointEntry:
@@ -148,9 +161,19 @@ def parse_entry(obj: object, root: Path, split: str = "", line: int = 0, source:
     )
 
 
-def iter_metadata(path: Path) -> Iterator[tuple[int, object]]:
+def open_text(path: Path | str):
+    """A metadata file (local path or URI) as a text stream, read line by line in constant memory."""
+    if is_remote(str(path)):
+        import io
+
+        parent, name = str(path).rsplit("/", 1)
+        return io.TextIOWrapper(Storage(parent).fs.open_input_stream(Storage(parent).path(name)), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_metadata(path: Path | str) -> Iterator[tuple[int, object]]:
     """(line number, decoded JSON) for each non-blank line; a line that is not JSON raises `JointFormatError`."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, text in enumerate(f, start=1):
             if not text.strip():
                 continue
@@ -171,7 +194,7 @@ def _splits(found: dict[str, object], split: str | None, where: Path) -> list[st
 
 def iter_joint_entries(root: str | Path, split: str | None = None) -> Iterator[JointEntry]:
     """Parse every line of a Joint folder's metadata (all splits when `split` is None)."""
-    root = Path(root).resolve()
+    root = root if is_remote(str(root)) else Path(root).resolve()
     found = metadata_files(root)
     if not found:
         raise JointFormatError(f"{root}: no metadata.jsonl or metadata.<split>.jsonl")
@@ -187,7 +210,10 @@ def iter_joint(root: str | Path, split: str | None = None) -> Iterator[LabeledRe
 
 
 def parquet_files(path: str | Path) -> dict[str, list[Path]]:
-    """split -> sorted shard files under `path` (a file, a folder of shards, or a dataset root with `data/`)."""
+    """split -> sorted shard files under `path` (a file, a folder of shards, or a dataset root with `data/`).
+    For a URI the values are URIs (str)."""
+    if is_remote(str(path)):
+        return _remote_parquet_files(Storage(str(path)))
     path = Path(path)
     if path.is_file():
         m = _SHARD.match(path.name)
@@ -202,16 +228,38 @@ def parquet_files(path: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def iter_parquet(path: str | Path, split: str | None = None, batch_rows: int = 64) -> Iterator[LabeledRecord]:
-    """Every record of Parquet shards written with `RECORD_SCHEMA`, read a few rows at a time."""
+def _remote_parquet_files(storage: Storage) -> dict[str, list[str]]:
+    if storage.uri.endswith(".parquet"):
+        m = _SHARD.match(storage.uri.rsplit("/", 1)[-1])
+        split = m.group("split") if m else ""
+        return {"" if split == UNSPLIT_SHARD_PREFIX else split: [storage.uri]}
+    folder = "data" if storage.list("data", ".parquet") else ""
+    found: dict[str, list[str]] = {}
+    for rel in storage.list(folder, ".parquet"):
+        m = _SHARD.match(rel.rsplit("/", 1)[-1])
+        split = m.group("split") if m else ""
+        found.setdefault("" if split == UNSPLIT_SHARD_PREFIX else split, []).append(storage.url(rel))
+    return found
+
+
+def open_parquet(shard: Path | str):
+    """A `pyarrow.parquet.ParquetFile` for a local path or a URI."""
     import pyarrow.parquet as pq
 
+    if is_remote(str(shard)):
+        parent, name = str(shard).rsplit("/", 1)
+        return pq.ParquetFile(Storage(parent).open_input(name))
+    return pq.ParquetFile(shard)
+
+
+def iter_parquet(path: str | Path, split: str | None = None, batch_rows: int = 64) -> Iterator[LabeledRecord]:
+    """Every record of Parquet shards written with `RECORD_SCHEMA`, read a few rows at a time."""
     found = parquet_files(path)
     if not found:
         raise JointFormatError(f"{path}: no Parquet shards")
     for s in _splits(found, split, Path(path)):
         for shard in found[s]:
-            pf = pq.ParquetFile(shard)
+            pf = open_parquet(shard)
             check_schema_version(pf.schema_arrow, shard)
             for batch in pf.iter_batches(batch_size=batch_rows):
                 for row in batch.to_pylist():
@@ -232,6 +280,12 @@ def check_schema_version(schema, where: Path) -> None:
 def detect_layout(path: str | Path) -> str:
     """ "parquet" when the path holds record shards, else "joint" when it has metadata; a label-job
     output has both and reads as Parquet (it carries provenance and sources the folder does not)."""
+    if is_remote(str(path)):
+        if parquet_files(path):
+            return "parquet"
+        if metadata_files(path):
+            return "joint"
+        raise JointFormatError(f"{path}: neither Parquet shards nor metadata.jsonl found")
     path = Path(path)
     if path.exists() and parquet_files(path):
         return "parquet"

@@ -13,8 +13,9 @@ import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from schemas.domains import CAPTION, LABEL_DOMAINS, annotation_key, relative_path
+from schemas.domains import CAPTION, FORMATS, LABEL_DOMAINS, annotation_key, relative_path
 
 # Bump on any change of the Parquet schema or of an encoding. Readers check the major part.
 SCHEMA_VERSION = "1.0"
@@ -47,15 +48,7 @@ class LabeledRecord:
 
     def joint_metadata(self) -> dict:
         """The metadata.jsonl object of this record: keys absent for labels not produced, as in Joint."""
-        meta: dict = {
-            "image": relative_path("image", self.id),
-            "info": {"height": int(self.height), "width": int(self.width)},
-            "caption": dict(self.captions),
-        }
-        for domain in LABEL_DOMAINS:
-            if domain in self.labels:
-                meta[annotation_key(domain)] = relative_path(domain, self.id)
-        return meta
+        return joint_line(self.id, self.height, self.width, self.captions, self.labels)
 
     def to_row(self) -> dict:
         """A row matching RECORD_SCHEMA."""
@@ -89,6 +82,20 @@ class LabeledRecord:
             provenance=tuple(Provenance(**p) for p in row.get("provenance") or []),
             schema_version=row.get("schema_version", SCHEMA_VERSION),
         )
+
+
+def joint_line(rid: str, height: int, width: int, captions: dict[str, str], domains) -> dict:
+    """The one definition of a metadata.jsonl object: paths relative to the root, a label key only
+    for the domains present (Joint omits absent labels)."""
+    meta: dict = {
+        "image": relative_path("image", rid),
+        "info": {"height": int(height), "width": int(width)},
+        "caption": dict(captions),
+    }
+    for domain in LABEL_DOMAINS:
+        if domain in domains:
+            meta[annotation_key(domain)] = relative_path(domain, rid)
+    return meta
 
 
 @dataclass(frozen=True)
@@ -177,3 +184,99 @@ def record_schema_with_hf_metadata() -> pa.Schema:
     meta = dict(RECORD_SCHEMA.metadata or {})
     meta[b"huggingface"] = json.dumps({"info": {"features": huggingface_features()}}).encode()
     return RECORD_SCHEMA.with_metadata(meta)
+
+
+# ----- records as Arrow columns (the label job's path: no per-row Python objects holding file bytes) -----
+_CAPTIONS = RECORD_SCHEMA.field(CAPTION).type
+_PROVENANCE = RECORD_SCHEMA.field("provenance").type
+
+
+def caption_array(captions: list[dict[str, str]]) -> pa.Array:
+    """Per-row {caption key: text} -> the `caption` column (list of {model, text}, sorted by key)."""
+    return pa.array([[{"model": k, "text": v} for k, v in sorted(c.items())] for c in captions], _CAPTIONS)
+
+
+def _file_column(domain: str, ids: pa.Array, data: pa.Array) -> pa.Array:
+    """binary bytes (null or empty = absent) -> the `{bytes, path}` struct column, path from the id."""
+    data = data.cast(pa.binary())
+    absent = pc.invert(pc.fill_null(pc.greater(pc.binary_length(data), 0), False))
+    folder = "image" if domain == "image" else annotation_key(domain)
+    paths = pc.binary_join_element_wise(folder + "/", ids, FORMATS[domain].file_suffix, "")
+    return pa.StructArray.from_arrays([data, paths], fields=list(_FILE), mask=absent)
+
+
+def record_table(
+    ids: pa.Array,
+    sources: pa.Array,
+    heights: pa.Array,
+    widths: pa.Array,
+    captions: list[dict[str, str]],
+    image: pa.Array,
+    labels: dict[str, pa.Array],
+    provenance: list[Provenance],
+) -> pa.Table:
+    """Columns of staged rows -> a RECORD_SCHEMA table. Each row's provenance lists the annotators
+    of the domains it has (and the captioners when it has captions)."""
+    n = len(ids)
+    present = {d: pc.is_valid(_file_column(d, ids, labels[d])).to_numpy(zero_copy_only=False) for d in labels}
+    by_domain = {p.domain: p.__dict__ for p in provenance}
+    prov = [
+        [by_domain[d] for d in by_domain if (d in present and present[d][i]) or (d == CAPTION and captions[i])]
+        for i in range(n)
+    ]
+    columns = {
+        "id": ids,
+        "source": sources,
+        "image": _file_column("image", ids, image),
+        "info": pa.StructArray.from_arrays(
+            [heights.cast(pa.int32()), widths.cast(pa.int32())], fields=list(RECORD_SCHEMA.field("info").type)
+        ),
+        CAPTION: caption_array(captions),
+    }
+    for d in LABEL_DOMAINS:
+        columns[annotation_key(d)] = _file_column(d, ids, labels[d]) if d in labels else pa.nulls(n, _FILE)
+    columns["provenance"] = pa.array(prov, _PROVENANCE)
+    columns["schema_version"] = pa.array([SCHEMA_VERSION] * n, pa.string())
+    return pa.table(columns, schema=RECORD_SCHEMA)
+
+
+def captions_of(table: pa.Table) -> list[dict[str, str]]:
+    return [{c["model"]: c["text"] for c in caps or []} for caps in table.column(CAPTION).to_pylist()]
+
+
+def metadata_lines(table: pa.Table) -> list[str]:
+    """A record table -> its metadata.jsonl lines, read from the small columns only (never the file bytes)."""
+    present = {
+        d: table.column(annotation_key(d)).is_valid().to_numpy(zero_copy_only=False) for d in LABEL_DOMAINS
+    }
+    info = table.column("info").combine_chunks()
+    heights = info.field("height").to_pylist()
+    widths = info.field("width").to_pylist()
+    lines = []
+    for i, (rid, caps) in enumerate(zip(table.column("id").to_pylist(), captions_of(table), strict=True)):
+        domains = [d for d in LABEL_DOMAINS if present[d][i]]
+        lines.append(json.dumps(joint_line(rid, heights[i], widths[i], caps, domains), ensure_ascii=False) + "\n")
+    return lines
+
+
+def merge_records(base: pa.Table, new: pa.Table) -> pa.Table:
+    """Incremental labeling: the labels, captions and provenance of `new` added onto the records of `base`
+    with the same id (base's row order kept). Label columns are merged as Arrow columns; captions and
+    provenance (short text) per row."""
+    base = base.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    new = new.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    index = pc.index_in(base.column("id"), value_set=new.column("id").combine_chunks())
+    aligned = new.take(index)  # a null index gives a null row: records without new labels keep theirs
+    columns = {name: base.column(name) for name in RECORD_SCHEMA.names}
+    for d in LABEL_DOMAINS:
+        key = annotation_key(d)
+        columns[key] = pc.coalesce(aligned.column(key), base.column(key))
+    caps = [{**old, **add} for old, add in zip(captions_of(base), captions_of(aligned), strict=True)]
+    columns[CAPTION] = caption_array(caps)
+    prov = []
+    for old, add in zip(base.column("provenance").to_pylist(), aligned.column("provenance").to_pylist(), strict=True):
+        merged = {p["domain"]: p for p in old or []}
+        merged.update({p["domain"]: p for p in add or []})
+        prov.append(list(merged.values()))
+    columns["provenance"] = pa.array(prov, _PROVENANCE)
+    return pa.table(columns, schema=RECORD_SCHEMA)

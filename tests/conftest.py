@@ -32,8 +32,9 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One in-process Ray for the whole session (starting Ray costs seconds on 2 cores)."""
+def ray_local(s3):
+    """One in-process Ray for the whole session (starting Ray costs seconds on 2 cores). After the S3
+    server: Ray's workers take the environment at start, and jobs writing to S3 need its AWS_* variables."""
     import ray
 
     if not ray.is_initialized():

@@ -1,9 +1,11 @@
-"""`ray start --head` on loopback + `ray job submit --working-dir .`: the documented cluster path, for real."""
+"""A real two-node Ray cluster on loopback (`ray start --head` + `ray start --address`), jobs submitted with
+`ray job submit --working-dir .`, output in the real S3 server, and faults: kill -9 of an annotator actor's
+worker process (the job recovers by itself) and of the job's driver (the rerun finishes). Every run must
+give the same dataset as an uninterrupted in-process run: same metadata lines, same ids, nothing lost."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -13,119 +15,186 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
+from pipeline.config import LabelJobConfig
+from pipeline.job import run_label_job
+from schemas.storage import Storage
 from tests.bad_inputs import photo
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
+N_IMAGES = 32
+ARGS = ["-a", "canny,lineart_standard", "--quiet", "--min-short-side", "32", "--target-short-side", "64",
+        "--shard-size", "4", "--batch-size", "2"]  # fmt: skip
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 55000:
+            return port
 
 
-@pytest.fixture()
-def head(tmp_path):
-    """A real Ray head node on 127.0.0.1 with its own ports and temp dir, stopped after the test."""
-    if not os.path.exists(RAY):
-        pytest.skip("ray CLI not installed next to this interpreter")
-    port, dash = free_port(), free_port()
-    temp = Path("/tmp") / f"rayt{port}"  # short: Ray's socket paths must stay under 108 bytes
-    # As on a real cluster, the nodes' environment is the one with the dependencies: `python` in the
-    # job's entrypoint resolves through the head's PATH.
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    proc = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            f"--dashboard-port={dash}",
-            "--dashboard-host=127.0.0.1",
-            "--num-cpus=2",
-            f"--temp-dir={temp}",
-            "--include-dashboard=true",
-            f"--ray-client-server-port={free_port()}",
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--min-worker-port={20000 + port % 1000 * 10}",
-            f"--max-worker-port={20000 + port % 1000 * 10 + 200}",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
-    address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"ray start exited: {proc.stdout.read()[-2000:]}")
-        ok = subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True, timeout=60)
-        if ok.returncode == 0:
-            break
-        time.sleep(2)
-    else:
+def _node(args: list[str], env: dict, temp: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [RAY, "start", "--block", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+    )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-        pytest.fail("the Ray head's job server did not come up")
-    yield address, env
-    # Not `ray stop`: it would stop every Ray on the machine, the test session's own included.
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         pass
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the node is still in its process group
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the node is still in its session
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """Head (1 CPU) + one worker node (2 CPUs), each a `ray start --block` in its own session, so the test can
+    tell its processes apart and stop them by process group. The nodes get the AWS_* variables, as a user
+    exports them on every node before `ray start`."""
+    if not os.path.exists(RAY):
+        pytest.skip("ray CLI not installed next to this interpreter")
+    port, dash = free_port(), free_port()
+    temp = Path("/tmp") / f"rayc{port}"  # short: Ray's socket paths must stay under 108 bytes
+    env = {
+        **os.environ,
+        **s3.env(),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    head = _node(
+        ["--head", f"--port={port}", f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--num-cpus=1",
+         "--include-dashboard=true", f"--ray-client-server-port={free_port()}",
+         f"--dashboard-agent-listen-port={free_port()}", f"--min-worker-port={20000 + port % 1000 * 10}",
+         f"--max-worker-port={20000 + port % 1000 * 10 + 200}"],
+        env, temp,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if head.poll() is not None:
+            pytest.fail(f"ray start --head exited: {head.stdout.read()[-2000:]}")
+        if subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
+            break
+        time.sleep(2)
+    else:
+        _stop(head)
+        pytest.fail("the Ray head's job server did not come up")
+    worker = _node(
+        [f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--dashboard-agent-listen-port={free_port()}",
+         f"--min-worker-port={30000 + port % 1000 * 10}", f"--max-worker-port={30000 + port % 1000 * 10 + 200}"],
+        env, temp,
+    )  # fmt: skip
+    yield address, env, temp
+    for pid in _cluster_pids(temp, "jobs.label"):  # a job left behind by a failed test: the driver has its own session
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _stop(worker)
+    _stop(head)
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_job_submit_labels_a_folder(head, tmp_path):
-    address, env = head
-    src = tmp_path / "in"
-    src.mkdir()
-    for i, size in enumerate([(64, 80), (80, 64), (72, 72)]):
-        Image.fromarray(photo(size)).save(src / f"c{i}.jpg")
-    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    out = tmp_path / "out"
-    cmd = [
-        RAY,
-        "job",
-        "submit",
-        "--address",
-        address,
-        "--working-dir",
-        str(ROOT),
-        "--",
-        "python",
-        "-m",
-        "jobs.label",
-        str(src),
-        str(out),
-        "--annotators",
-        "canny,lineart_standard",
-        "--quiet",
-        "--min-short-side",
-        "32",
-        "--target-short-side",
-        "64",
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
-    if done.returncode != 0:
-        pytest.fail(f"ray job submit failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}", pytrace=False)
-    assert "labeled 3 of 4 inputs" in done.stdout
-    stats = json.loads((out / "stats.json").read_text())
-    assert stats["records_out"] == 3 and stats["errors"] == 1
-    lines = (out / "metadata.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and all("annotation_edge" in ln for ln in lines)
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    src = tmp_path_factory.mktemp("cluster_in")
+    rng = np.random.default_rng(3)
+    for i in range(N_IMAGES):
+        a = np.clip(photo((64, 80)).astype(int) + rng.integers(-20, 20, (64, 80, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(src / f"img{i:03d}.png")
+    return src
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory, ray_local):
+    """The uninterrupted run, in-process: what every faulted cluster run must equal."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    cfg = LabelJobConfig(input=str(corpus), output=str(out), annotators=("canny", "lineart_standard"),
+                         min_short_side=32, target_short_side=64, shard_size=4)  # fmt: skip
+    run_label_job(cfg, progress=False)
+    return dataset(Storage(str(out)))
+
+
+def dataset(storage: Storage) -> dict:
+    lines = sorted(storage.get_text("metadata.jsonl").splitlines())
+    data = storage.read_table(storage.list("data", ".parquet"), columns=["id", "source"])
+    sources = [Path(s).name for s in data.column("source").to_pylist()]
+    return {"lines": lines, "ids": sorted(data.column("id").to_pylist()), "sources": sorted(sources)}
+
+
+def submit(address: str, env: dict, out: str, corpus: Path, wait: bool = True) -> subprocess.CompletedProcess:
+    cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT)]
+    cmd += [] if wait else ["--no-wait"]
+    cmd += ["--", "python", "-m", "jobs.label", str(corpus), out, *ARGS]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+
+
+def _wait_for(storage: Storage, rel: str, suffix: str, at_least: int, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(storage.list(rel, suffix, recursive=True)) >= at_least:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"no progress in {storage.url(rel)}")
+
+
+def _cluster_pids(temp: Path, needle: str) -> list[int]:
+    """Processes whose command line holds `needle` and that belong to this test's cluster: they, or a parent
+    (the raylet that started a worker), name the cluster's temp dir."""
+    out = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if needle not in " ".join(proc.info["cmdline"] or []):
+                continue
+            chain = [proc, *proc.parents()[:3]]
+            if any(str(temp) in " ".join(p.cmdline()) for p in chain):
+                out.append(proc.pid)
+    return out
+
+
+def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
+    address, env, temp = cluster
+    out = f"s3://{s3.new_bucket()}/labels"
+    storage = Storage(out)
+    assert submit(address, env, out, corpus, wait=False).returncode == 0
+    _wait_for(storage, "_shards", ".done", 1)
+    victims = _cluster_pids(temp, "AnnotateStage")
+    assert victims, "no annotator actor found on the cluster"
+    os.kill(victims[0], signal.SIGKILL)  # Ray restarts the actor and retries its batch
+    deadline = time.time() + 400
+    while time.time() < deadline and not storage.exists("stats.json"):
+        time.sleep(1)
+    assert storage.exists("stats.json"), "the job did not finish after losing an annotator worker"
+    assert not storage.list("_staging", recursive=True)
+    assert dataset(storage) == reference
+
+
+def test_rerun_after_a_killed_driver_gives_the_same_dataset(cluster, s3, corpus, reference):
+    address, env, temp = cluster
+    out = f"s3://{s3.new_bucket()}/labels"
+    storage = Storage(out)
+    assert submit(address, env, out, corpus, wait=False).returncode == 0
+    _wait_for(storage, "_shards", ".done", 2)
+    drivers = _cluster_pids(temp, out)  # the job's entrypoint names the output URI
+    assert drivers, "the job's driver process was not found"
+    for pid in drivers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not storage.exists("stats.json"), "the job finished before its driver could be killed"
+    done = submit(address, env, out, corpus)  # the rerun takes over the dead driver's lease and resumes
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"labeled {len(reference['ids'])} of {N_IMAGES} inputs" in done.stdout
+    assert dataset(storage) == reference
+    assert not storage.list("_staging", recursive=True) and not storage.exists("_lease.json")

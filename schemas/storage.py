@@ -1,0 +1,255 @@
+"""One storage abstraction for datasets: a local folder or any URI pyarrow / fsspec resolve (s3://, gs://, ...).
+
+`Storage(uri)` addresses files by paths relative to a root, so the label job, the dataset tools and
+the trainer share one code path for local disks and object stores. Credentials are never handled
+here: pyarrow's S3 and GCS file systems read the standard environment and config files themselves
+(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL / ~/.aws, GOOGLE_APPLICATION_CREDENTIALS),
+and messages only ever name the URI.
+
+Atomicity: on object stores a PUT is atomic per object but there is no rename, so every file is
+written in one PUT (`put`, `write_table`); on a local disk a file is written under a temporary name
+and renamed into place. Either way a reader sees a file whole or not at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import posixpath
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+ROW_GROUP_SIZE = 100  # rows per Parquet row group: ~100 images keeps random access cheap (Hub convention)
+# What to set for each scheme when the store cannot be reached or refuses us (one line per failure).
+CREDENTIAL_HINT = {
+    "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), and AWS_ENDPOINT_URL "
+    "for an S3-compatible store",
+    "gs": "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file",
+}
+
+
+class StorageError(OSError):
+    """A store that cannot be used: missing bucket, wrong endpoint, missing credential, full disk.
+    The message is one line naming the URI and what to set or free."""
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in str(uri) and not str(uri).startswith("file://")
+
+
+def scheme(uri: str) -> str:
+    return str(uri).split("://", 1)[0] if is_remote(uri) else "file"
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's own file system for local, s3:// and gs:// URIs; fsspec's for every other scheme."""
+    if not is_remote(uri):
+        path = str(uri)[len("file://") :] if str(uri).startswith("file://") else str(uri)
+        return pafs.LocalFileSystem(), os.path.abspath(path)
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(uri)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+class Storage:
+    """Files under one root (`uri`), addressed by relative POSIX paths such as `data/shard-00000.parquet`."""
+
+    def __init__(self, uri: str | os.PathLike) -> None:
+        self.uri = str(uri).rstrip("/") or "/"
+        self.fs, self.base = _resolve(self.uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def __reduce__(self):  # Ray ships a Storage to workers: rebuild the file system there (its credentials too)
+        return (Storage, (self.uri,))
+
+    def path(self, rel: str) -> str:
+        return posixpath.join(self.base, rel) if rel else self.base
+
+    def url(self, rel: str = "") -> str:
+        return f"{self.uri}/{rel}" if rel else self.uri
+
+    # ----- reading --------------------------------------------------------------------------------
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def is_dir(self, rel: str = "") -> bool:
+        return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
+    def get(self, rel: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "NoSuchKey" in str(exc):
+                raise FileNotFoundError(self.url(rel)) from None
+            raise
+
+    def get_text(self, rel: str) -> str:
+        return self.get(rel).decode("utf-8")
+
+    def list(self, rel: str = "", suffix: str = "", recursive: bool = False) -> list[str]:
+        """Sorted relative paths of the files under `rel` ending in `suffix` ([] when `rel` is absent)."""
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True, recursive=recursive)
+        prefix = self.base.rstrip("/") + "/"
+        out = [
+            info.path[len(prefix) :] if info.path.startswith(prefix) else info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.path.endswith(suffix)
+        ]
+        return sorted(p for p in out if not posixpath.basename(p).startswith("."))
+
+    def open_input(self, rel: str):
+        """A seekable file for readers such as `pyarrow.parquet.ParquetFile` or PIL."""
+        return self.fs.open_input_file(self.path(rel))
+
+    def read_table(self, rels: str | list[str], columns: list[str] | None = None, schema=None) -> pa.Table:
+        paths = [self.path(r) for r in ([rels] if isinstance(rels, str) else rels)]
+        if not paths:
+            return (schema or pa.schema([])).empty_table()
+        return pq.read_table(paths, columns=columns, filesystem=self.fs, schema=schema)
+
+    # ----- writing (whole files, atomically) ------------------------------------------------------
+    def put(self, rel: str, data: bytes) -> None:
+        with self._guard(rel, len(data)):
+            if self.local:
+                target = self.path(rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                tmp = posixpath.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex[:8]}")
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, target)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            else:
+                with self.fs.open_output_stream(self.path(rel)) as f:  # one PUT: atomic per object
+                    f.write(data)
+
+    def put_text(self, rel: str, text: str) -> None:
+        self.put(rel, text.encode("utf-8"))
+
+    def write_table(self, rel: str, table: pa.Table, row_group_size: int = ROW_GROUP_SIZE) -> None:
+        """A Parquet file written in memory and put whole: never a half-written footer under the final name."""
+        sink = io.BytesIO()
+        pq.write_table(table, sink, row_group_size=row_group_size, compression="zstd")
+        self.put(rel, sink.getvalue())
+
+    @contextmanager
+    def streaming(self, rel: str) -> Iterator:
+        """Write a large file piece by piece in constant memory; it appears under `rel` only when complete.
+        Local: a temporary file renamed into place. Object stores: a temporary object (multipart upload)
+        copied to `rel` by the server (CopyObject is atomic) and then deleted."""
+        tmp = posixpath.join(posixpath.dirname(rel), f".{posixpath.basename(rel)}.tmp-{uuid.uuid4().hex[:8]}")
+        if self.local:
+            os.makedirs(os.path.dirname(self.path(rel)), exist_ok=True)
+        try:
+            with self._guard(rel, 0):
+                with self.fs.open_output_stream(self.path(tmp)) as out:
+                    yield out
+                if self.local:
+                    os.replace(self.path(tmp), self.path(rel))
+                else:
+                    self.fs.copy_file(self.path(tmp), self.path(rel))
+        finally:
+            self.delete(tmp)
+
+    def delete(self, rel: str) -> None:
+        try:
+            self.fs.delete_file(self.path(rel))
+        except (FileNotFoundError, OSError):
+            pass  # absent already: deleting is idempotent
+
+    def delete_dir(self, rel: str) -> None:
+        if self.is_dir(rel):
+            self.fs.delete_dir(self.path(rel))
+
+    def remove_empty_dir(self, rel: str) -> None:
+        """Local disks keep empty folders; object stores have none to remove."""
+        path = self.path(rel)
+        if self.local and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+
+    @contextmanager
+    def _guard(self, rel: str, size: int) -> Iterator[None]:
+        """A full disk becomes one line naming the path and the space the write needed."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                free = shutil.disk_usage(self.base).free if self.local else 0
+                raise StorageError(
+                    f"no space left writing {self.url(rel)} ({_mb(size)} needed for this file, {_mb(free)} free); "
+                    "free some space and rerun the same command to resume"
+                ) from None
+            raise
+
+    # ----- checks ---------------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Fail before any work, in one line, when the root cannot be written: missing bucket, wrong endpoint,
+        missing or refused credential. Writes and deletes one small probe object."""
+        if self.local:
+            probe = self.path(f".jodi-probe-{uuid.uuid4().hex[:8]}")
+            try:
+                os.makedirs(self.base, exist_ok=True)
+                with open(probe, "wb"):
+                    pass
+                os.unlink(probe)
+            except OSError as exc:
+                raise StorageError(f"output {self.uri} is not writable: {exc.strerror or exc}") from None
+            return
+        bucket = self.base.split("/", 1)[0]
+        probe = f".jodi-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                raise StorageError(f"{self.uri}: bucket {bucket!r} does not exist; create it first")
+            self.put(probe, b"")
+            self.delete(probe)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(describe_failure(self.uri, exc)) from None
+
+    def check_readable(self) -> None:
+        """One line when the root cannot be read (missing, unreachable, refused)."""
+        try:
+            if not self.exists(""):
+                raise StorageError(f"{self.uri} does not exist")
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError(describe_failure(self.uri, exc)) from None
+
+
+def describe_failure(uri: str, exc: BaseException) -> str:
+    """An object-store exception -> one line naming the URI and what to set (never a credential value)."""
+    text = str(exc)
+    hint = CREDENTIAL_HINT.get(scheme(uri), "check the URI and your credentials")
+    if "NETWORK_CONNECTION" in text or "Could not connect" in text or "curlCode" in text:
+        where = os.environ.get("AWS_ENDPOINT_URL") if scheme(uri) == "s3" else None
+        endpoint = f" at {where}" if where else ""
+        return f"{uri}: cannot reach the storage service{endpoint}; check AWS_ENDPOINT_URL / the network"
+    if "ACCESS_DENIED" in text or "AccessDenied" in text or "InvalidAccessKeyId" in text or "403" in text:
+        return f"{uri}: access denied; {hint}"
+    if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text:
+        return f"{uri}: bucket does not exist; create it first"
+    if "credential" in text.lower():
+        return f"{uri}: no credentials found; {hint}"
+    return f"{uri}: storage error ({text.splitlines()[0][:200]}); {hint}"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"

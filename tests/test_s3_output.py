@@ -1,0 +1,123 @@
+"""The label job and the dataset tools against a real S3 server (SeaweedFS on loopback)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.config import LabelJobConfig
+from pipeline.job import run_label_job
+from pipeline.lease import LeaseHeldError, LeaseLostError, acquire, check_owner
+from schemas.storage import Storage, StorageError
+from tests.bad_inputs import photo
+
+
+def job(src, out, annotators=("canny",)) -> LabelJobConfig:
+    return LabelJobConfig(
+        input=str(src), output=str(out), annotators=annotators, min_short_side=32, target_short_side=64, shard_size=3
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("s3corpus")
+    for i in range(7):
+        Image.fromarray(photo((64 + 3 * i, 80))).save(src / f"p{i}.png")
+    (src / "p9_copy.png").write_bytes((src / "p0.png").read_bytes())
+    (src / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    return src
+
+
+@pytest.fixture(scope="module")
+def on_s3_and_local(corpus, s3, ray_local, tmp_path_factory):
+    bucket = s3.new_bucket()
+    uri = f"s3://{bucket}/labels/run1"
+    local = tmp_path_factory.mktemp("local") / "out"
+    remote_stats = run_label_job(job(corpus, uri), progress=False)
+    return uri, local, remote_stats, run_label_job(job(corpus, local), progress=False)
+
+
+def listing(storage: Storage) -> dict[str, bytes]:
+    skip = ("stats.json", "job.json", "preview.png")
+    return {p: storage.get(p) for p in storage.list(recursive=True) if p not in skip}
+
+
+def test_s3_output_is_the_same_dataset_as_local_output(on_s3_and_local):
+    uri, local, s3_stats, local_stats = on_s3_and_local
+    remote, here = listing(Storage(uri)), listing(Storage(str(local)))
+    assert set(remote) == set(here)
+    assert remote == here  # same ids, same metadata lines, same Parquet bytes, same Joint files
+    assert s3_stats["records_out"] == 7 and s3_stats["errors_by_reason"] == {"duplicate": 1, "not_an_image": 1}
+    assert not any(p.startswith("_staging/") for p in remote)
+    assert Storage(uri).exists("preview.png") and not Storage(uri).exists("_lease.json")
+
+
+def test_rerun_on_s3_after_losing_a_marker_rebuilds_the_same_shard(on_s3_and_local, corpus):
+    uri, _, _, _ = on_s3_and_local
+    storage = Storage(uri)
+    before = listing(storage)
+    storage.delete("_shards/shard-00001.done")  # a crash just before the marker of shard 1
+    stats = run_label_job(job(corpus, uri), progress=False)
+    assert stats["this_run"]["processed"] == 3 and stats["this_run"]["skipped_finished"] == 6
+    assert listing(storage) == before
+
+
+def test_dataset_tools_read_s3(on_s3_and_local, tmp_path):
+    from jobs.cli import main
+    from pipeline.validate import validate
+
+    uri, _, _, _ = on_s3_and_local
+    report = validate(uri)
+    assert report.ok, report.format()
+    assert report.records == 7 and report.layouts == ["parquet", "joint"]
+    assert main(["preview", uri, "--out", str(tmp_path / "p.png")]) == 0
+    assert Image.open(tmp_path / "p.png").width > 64
+
+
+def test_a_second_job_on_a_leased_output_is_refused_in_one_line(s3):
+    storage = Storage(f"s3://{s3.new_bucket()}/out")
+    mine = acquire(storage)
+    with pytest.raises(LeaseHeldError) as err:
+        acquire(storage)
+    assert "is being written by job" in str(err.value) and "--takeover" in str(err.value)
+    assert "\n" not in str(err.value)
+    other = acquire(storage, takeover=True)
+    with pytest.raises(LeaseLostError):
+        check_owner(storage, mine.owner)
+    check_owner(storage, other.owner)
+
+
+def test_storage_problems_fail_before_any_work_in_one_line(s3, corpus, monkeypatch, ray_local):
+    secret = s3.env()["AWS_SECRET_ACCESS_KEY"]
+    missing = "s3://no-such-bucket-jodi/out"
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket-jodi' does not exist"):
+        run_label_job(job(corpus, missing), progress=False)
+    bucket = s3.new_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-" + secret)
+    with pytest.raises(StorageError) as denied:
+        Storage(f"s3://{bucket}/out").check_writable()
+    assert "access denied" in str(denied.value) and "AWS_SECRET_ACCESS_KEY" in str(denied.value)
+    assert secret not in str(denied.value) and "\n" not in str(denied.value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(StorageError, match="cannot reach the storage service at http://127.0.0.1:9"):
+        Storage(f"s3://{bucket}/out").check_writable()
+    assert secret.encode() not in pickle.dumps(Storage(f"s3://{bucket}/out"))  # what Ray ships to workers
+
+
+def test_publish_dry_run_and_cache_latents_read_s3(on_s3_and_local, tmp_path):
+    from jodi.latents import CacheConfig, run_cache_job
+    from pipeline.publish import PublishConfig, publish
+
+    uri, _, _, _ = on_s3_and_local
+    cfg = PublishConfig(source=uri, repo_id="user/labels", staging=str(tmp_path / "hub"), dry_run=True)
+    prepared, report = publish(cfg, log=lambda line: None)
+    assert report.ok and prepared.records == 7
+    assert prepared.errors == {("dedup", "duplicate"): 1, ("decode", "not_an_image"): 1}
+    assert "user/labels" not in str(prepared.path) and (tmp_path / "hub" / "README.md").exists()
+    counts = run_cache_job(CacheConfig(input=uri, output=str(tmp_path / "latents"), vae="tiny",
+                                       text_encoder="tiny", resolution=128, batch_size=4))  # fmt: skip
+    assert counts == {"total": 7, "new": 7, "cached": 7}
