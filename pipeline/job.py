@@ -20,10 +20,9 @@ from pathlib import Path
 from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
-from pipeline.decode import DecodeRules
 from pipeline.report import write_preview, write_stats
-from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
-from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
+from pipeline.sources import InputItem, list_sources, shard_items
+from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage
 from pipeline.writer import OutputLayout, atomic_write_text, finalize_shard, staged_sources
 
 log = logging.getLogger(__name__)
@@ -143,26 +142,9 @@ def _remove_empty(folder: Path) -> None:
 
 
 def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
-    import ray
+    from pipeline.inputs import decoded_dataset
 
-    rows = [{"source": it.source, "shard": it.shard, "row": it.row} for it in todo]
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / 8))))
-    hf = cfg.input if (cfg.input.startswith(HF_PREFIX) or _is_saved_hf_dataset(cfg.input)) else None
-    spec = DecodeSpec(
-        rules=DecodeRules(cfg.min_short_side, cfg.target_short_side, cfg.max_pixels, cfg.allow_animated),
-        hf_input=hf,
-        hf_split=cfg.hf_split,
-        hf_image_column=cfg.hf_image_column,
-        hf_caption_column=cfg.hf_caption_column,
-    )
-    return ds.map_batches(
-        DecodeStage,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=8,
-        batch_format="numpy",
-        compute=_actors(1, 2),
-        num_cpus=1,
-    )
+    return decoded_dataset(cfg, todo)
 
 
 def _actors(lo: int, hi: int):
