@@ -1,9 +1,10 @@
 """Reading input items that live inside containers: WebDataset tars, Parquet and Arrow dataset files.
 
-`read_units` is a Ray Data generator UDF: each unit is one container plus the members this run needs;
-it streams the container once and yields rows of the original encoded image bytes (never re-encoded, so
-the md5 id is the file's), the item's caption and, when a member cannot be read, its reason. Every
-requested member comes out exactly once: read, or with `read_error` set.
+A read unit is one container plus the members this run needs. `read_units` streams each container once
+and yields rows of the original encoded image bytes (never re-encoded, so the md5 id is the file's), the
+item's caption and, when a member cannot be read, its reason: every requested member comes out exactly
+once. `ContainerDecodeStage` reads and decodes in the same actor, so reading needs no CPU slot of its own
+(on a small machine a separate read task would wait forever for one).
 """
 
 from __future__ import annotations
@@ -16,9 +17,22 @@ import numpy as np
 from pipeline.decode import DecodeError, parse_caption
 from pipeline.input_fs import resolve
 from pipeline.sources import IMAGE_EXTENSIONS, tar_key
+from pipeline.stages import DecodeSpec, DecodeStage
 
 ROWS_PER_BATCH = 16
 COLUMNS = ("source", "shard", "row", "data", "caption", "read_error", "read_detail")
+
+
+class ContainerDecodeStage(DecodeStage):
+    """DecodeStage over read units: a generator UDF yielding one decoded batch per `ROWS_PER_BATCH` members."""
+
+    def __init__(self, spec: DecodeSpec, image_column: str = "image", caption_column: str | None = None) -> None:
+        super().__init__(spec)
+        self.image_column, self.caption_column = image_column, caption_column
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        for rows in read_units(batch, self.image_column, self.caption_column):
+            yield super().__call__(rows)
 
 
 def read_units(batch: dict[str, np.ndarray], image_column: str, caption_column: str | None) -> Iterator[dict]:

@@ -101,11 +101,15 @@ def decode_image(data: bytes, rules: DecodeRules) -> np.ndarray:
         except OSError as exc:
             raise DecodeError("truncated", f"{type(exc).__name__}: {exc}") from exc
         img = ImageOps.exif_transpose(img)
-    rgb = to_rgb(img)
-    short = min(rgb.shape[:2])
+    short = min(img.size)
     if short < rules.min_short_side:
         raise DecodeError("too_small", f"short side {short} < min_short_side {rules.min_short_side}")
-    return resize_short_side(rgb, rules.target_short_side)
+    if img.mode in ("RGB", "L") and rules.target_short_side > 0:
+        # Resampling commutes with L -> RGB channel copies, so shrink first: a 100-megapixel greyscale scan is
+        # then never expanded to 300 MB of RGB. Other modes convert first (16-bit scaling, alpha compositing).
+        img = img.resize(_short_side_size(*img.size[::-1], rules.target_short_side), Image.Resampling.LANCZOS,
+                         reducing_gap=3.0)  # fmt: skip
+    return resize_short_side(to_rgb(img), rules.target_short_side)
 
 
 @contextmanager
@@ -151,10 +155,13 @@ def resize_short_side(rgb: np.ndarray, target: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     if target <= 0 or min(h, w) == target:
         return np.ascontiguousarray(rgb)
-    scale = target / min(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if h <= w:
-        size = (size[0], target)
-    else:
-        size = (target, size[1])
+    size = _short_side_size(h, w, target)
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def _short_side_size(h: int, w: int, target: int) -> tuple[int, int]:
+    """(width, height) with min == target, aspect kept."""
+    scale = target / min(h, w)
+    if h <= w:
+        return max(1, round(w * scale)), target
+    return target, max(1, round(h * scale))

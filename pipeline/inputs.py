@@ -2,9 +2,9 @@
 
 Image files (a folder, a bucket prefix, a .txt list) are read by the decode actors themselves, one item
 per row. Items inside containers (WebDataset tars, Parquet/Arrow dataset files) are grouped into read
-units, one per container (or per slice of a Parquet file's rows), which Ray Data spreads over its
-workers; each unit streams its container once, so no worker ever loads the whole corpus. Either way the
-rows then go through `DecodeStage`, which gives every later stage the same columns.
+units, one per container (or per slice of a Parquet file's rows), which Ray Data spreads over the decode
+actors; each unit streams its container once, so no worker ever loads the whole corpus. Either way the
+rows come out with `DecodeStage`'s columns, the same for every later stage.
 """
 
 from __future__ import annotations
@@ -33,20 +33,17 @@ def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
     if units is None:
         rows = [{"source": it.source, "shard": it.shard, "row": it.row, "caption_uri": it.caption_uri} for it in todo]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / 8))))
+        stage, kwargs, batch_size = DecodeStage, {"spec": spec}, 8
     else:
-        from pipeline.containers import read_units
+        from pipeline.containers import ContainerDecodeStage
 
-        ds = ray.data.from_items(units, override_num_blocks=len(units)).map_batches(
-            read_units,
-            fn_kwargs={"image_column": cfg.hf_image_column, "caption_column": cfg.hf_caption_column},
-            batch_size=1,
-            batch_format="numpy",
-            num_cpus=0.5,
-        )
+        ds = ray.data.from_items(units, override_num_blocks=len(units))
+        stage, batch_size = ContainerDecodeStage, 1
+        kwargs = {"spec": spec, "image_column": cfg.hf_image_column, "caption_column": cfg.hf_caption_column}
     return ds.map_batches(
-        DecodeStage,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=8,
+        stage,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
         batch_format="numpy",
         compute=_actors(1, 2),
         num_cpus=1,

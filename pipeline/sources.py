@@ -47,19 +47,19 @@ class Sources(list):
 
 def list_sources(uri: str, hf_split: str = "train") -> Sources:
     """All input items of `uri`, sorted. Raises InputError with one clear line when the input is unusable."""
-    fs, path = resolve(uri)
-    scheme = split_uri(uri)[0]
     try:
+        fs, path = resolve(uri)
+        scheme = split_uri(uri)[0]
         info = fs.get_file_info(path)
-    except OSError as exc:
-        raise InputError(f"cannot read input {uri!r}: {exc}") from None
-    if info.type.name == "NotFound":
-        raise InputError(f"input {uri!r} does not exist")
-    if info.type.name == "File":
-        return _single_file(fs, scheme, path, uri, hf_split)
-    if _is_saved_hf_dataset(uri):
-        return _saved_dataset(fs, scheme, path, uri, hf_split)
-    return _folder(fs, scheme, path, uri, hf_split)
+        if info.type.name == "NotFound":
+            raise InputError(f"input {uri!r} does not exist")
+        if info.type.name == "File":
+            return _single_file(fs, scheme, path, uri, hf_split)
+        if _is_saved_hf_dataset(uri):
+            return _saved_dataset(fs, scheme, path, uri, hf_split)
+        return _folder(fs, scheme, path, uri, hf_split)
+    except (OSError, ImportError) as exc:  # unreachable store, missing credentials, no fsspec driver
+        raise InputError(f"cannot list input {uri!r}: {type(exc).__name__}: {exc}") from None
 
 
 def shard_items(sources: list[str], shard_size: int) -> list[InputItem]:
@@ -68,7 +68,7 @@ def shard_items(sources: list[str], shard_size: int) -> list[InputItem]:
     items = []
     for i, src in enumerate(sources):
         member = split_member(src)
-        row = int(member[1]) if member and not member[0].endswith(".tar") else -1
+        row = int(member[1]) if member and not member[0].lower().endswith(".tar") else -1
         items.append(InputItem(source=src, shard=i // shard_size, row=row, caption_uri=sidecars.get(src, "")))
     return items
 
