@@ -117,7 +117,7 @@ def test_max_pixels_is_the_limit_that_applies_not_pillows(big_pngs):
 def test_captions_from_text_and_json_files():
     from pipeline.decode import MAX_CAPTION_BYTES, parse_caption
 
-    assert parse_caption("  A red motorcycle.\n".encode(), "txt") == "A red motorcycle."
+    assert parse_caption(b"  A red motorcycle.\n", "txt") == "A red motorcycle."
     assert parse_caption(b'{"caption": "A cat.", "url": "http://x"}', "json") == "A cat."
     assert parse_caption(b'{"url": "http://x"}', "json") == ""  # img2dataset's json without a caption
     for data, kind in ((b"\xff\xfe\x00", "txt"), (b"{not json", "json"), (b'{"caption": 3}', "json"),

@@ -154,3 +154,15 @@ def test_decode_stage_reads_sidecars_only_when_asked(tmp_path, jpegs):
     off = DecodeStage(DecodeSpec(rules, sidecar_captions=False))(batch)
     assert list(on["source_caption"]) == ["a caption"] and list(off["source_caption"]) == [""]
     assert "caption_uri" not in on and on["id"][0] == md5(jpegs[0]).hexdigest() and not on["error"][0]
+
+
+def test_bad_input_lists_fail_in_one_line_before_any_work(tmp_path, capsys):
+    from jobs.cli import main
+
+    (tmp_path / "list.txt").write_text("a.jpg\nb.jpg\nc.jpg\n")  # none of them exists
+    (tmp_path / "table.csv").write_text("path\na.jpg\n")
+    for input_, message in (("list.txt", "3 of 3 listed paths do not exist"), ("table.csv", "is a .csv file")):
+        rc = main(["label", str(tmp_path / input_), str(tmp_path / "out"), "-a", "canny", "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "out").exists()

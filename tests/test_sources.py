@@ -56,7 +56,9 @@ def test_text_file_of_paths_resolves_relative_entries(tmp_path):
 def test_bad_path_lists_fail_up_front_with_a_count_and_the_first_few(tmp_path):
     (tmp_path / "ok.jpg").write_bytes(b"x")
     (tmp_path / "missing.txt").write_text("ok.jpg\nno1.jpg\nno2.jpg\nno3.jpg\nno4.jpg\n")
-    with pytest.raises(InputError, match=r"4 of 5 listed paths do not exist, e\.g\. .*no1\.jpg, .*no2\.jpg, .*no3\.jpg$"):
+    with pytest.raises(
+        InputError, match=r"4 of 5 listed paths do not exist, e\.g\. .*no1\.jpg, .*no2\.jpg, .*no3\.jpg$"
+    ):
         list_sources(str(tmp_path / "missing.txt"))
     (tmp_path / "prose.txt").write_text("Dear diary,\ntoday I labeled photos.\nok.jpg\n")
     with pytest.raises(InputError, match=r"2 of 3 lines are not image paths, first line 1: 'Dear diary,'"):
