@@ -17,7 +17,7 @@ NATIVE = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    """"s3://b/k" -> ("s3", "b/k"); a plain or file:// path -> ("", absolute path)."""
+    """Scheme and rest of a URI: s3://b/k -> ("s3", "b/k"); a plain or file:// path -> ("", absolute path)."""
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme == "file":
         return "", os.path.abspath(rest if sep else uri)

@@ -74,7 +74,7 @@ def shard_items(sources: list[str], shard_size: int) -> list[InputItem]:
 
 
 def split_member(source: str) -> tuple[str, str] | None:
-    """"<container>#<member>" -> (container URI, member) for tar members and dataset rows, else None.
+    """Split <container>#<member> into (container URI, member) for tar members and dataset rows, else None.
     Tar keys have no extension (WebDataset keys stop at the first dot), so an image named `a#b.jpg` is not one."""
     base, sep, member = source.rpartition("#")
     if sep and member and base.lower().endswith(CONTAINERS) and not member.lower().endswith(IMAGE_EXTENSIONS):
@@ -134,8 +134,11 @@ def _folder(fs, scheme: str, path: str, uri: str, split: str) -> Sources:
         )
     if images:
         images.sort()
-        stems = [os.path.splitext(p)[0] for p in images]
-        sidecars = {to_uri(scheme, p): to_uri(scheme, captions[s]) for p, s in zip(images, stems) if s in captions}
+        sidecars = {}
+        for p in images:  # one stem at a time: a million-image listing holds no second list of names
+            side = captions.get(os.path.splitext(p)[0])
+            if side is not None:
+                sidecars[to_uri(scheme, p)] = to_uri(scheme, side)
         return Sources([to_uri(scheme, p) for p in images], sidecars)
     if tars:
         return _tar_sources(fs, scheme, sorted(tars))
