@@ -14,10 +14,11 @@ from pathlib import Path
 
 
 def write_corpus(folder: Path) -> list[Path]:
-    """Save the sample photographs as JPEG/PNG files, as a user's folder would hold them."""
+    """Save the sample photographs as JPEG/PNG files, as a user's folder would hold them, each with its
+    caption beside it (`astronaut.jpg` + `astronaut.txt`): the job keeps it under the `source` caption key."""
     from PIL import Image
 
-    from pipeline.samples import PHOTOS, load_photo
+    from pipeline.samples import CAPTIONS, PHOTOS, load_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -25,6 +26,7 @@ def write_corpus(folder: Path) -> list[Path]:
         path = folder / f"{name}.{'png' if name in ('colorwheel', 'coins') else 'jpg'}"
         if not path.exists():
             Image.fromarray(load_photo(name)).save(path, quality=95)
+        path.with_suffix(".txt").write_text(CAPTIONS[name] + "\n", encoding="utf-8")
         paths.append(path)
     return paths
 

@@ -18,8 +18,9 @@ from pipeline.config import LabelJobConfig, StageResources
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "input",
-        help="image folder (local or fsspec URI, e.g. s3://bucket/dir), a .txt list of paths, "
-        "hf://datasets/<name>, or a datasets.save_to_disk folder",
+        help="image folder or bucket prefix (e.g. s3://bucket/dir; sidecar photo.txt/photo.json captions are kept), "
+        "a .txt list of image paths, WebDataset .tar shards (img2dataset layout), Parquet files, "
+        "hf://datasets/<name>[@revision], or a datasets.save_to_disk folder",
     )
     p.add_argument(
         "output",
@@ -60,7 +61,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hf-split", help="split of a Hugging Face dataset input (default train)")
     p.add_argument("--hf-image-column")
     p.add_argument("--hf-caption-column", help="keep this column as a caption (alt text)")
-    p.add_argument("--hf-caption-key", help="caption key for --hf-caption-column (default: source)")
+    p.add_argument(
+        "--caption-key",
+        "--hf-caption-key",
+        dest="caption_key",
+        help="caption key of the input's own captions (dataset column, tar key.txt, sidecar files; default: source)",
+    )
+    p.add_argument("--no-sidecar-captions", action="store_true", help="ignore photo.txt / photo.json beside images")
     p.add_argument("--allow-animated", action="store_true", help="label frame 0 of animated images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -87,7 +94,7 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
         ("hf_split", "hf_split"),
         ("hf_image_column", "hf_image_column"),
         ("hf_caption_column", "hf_caption_column"),
-        ("hf_caption_key", "hf_caption_key"),
+        ("caption_key", "caption_key"),
         ("dtype", "dtype"),
     ):
         if getattr(args, flag) is not None:
@@ -96,6 +103,10 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
         data["write_joint"] = False
     if args.allow_animated:
         data["allow_animated"] = True
+    if args.no_sidecar_captions:
+        data["sidecar_captions"] = False
+    if "hf_caption_key" in data:  # the former name of caption_key in job files
+        data.setdefault("caption_key", data.pop("hf_caption_key"))
     overrides = {k: dict(v) for k, v in (data.get("overrides") or {}).items()}
     for item in args.model:
         name, _, path = item.partition("=")

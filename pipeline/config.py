@@ -44,8 +44,7 @@ class LabelJobConfig:
         True  # the Joint folder layout; Parquet shards are always written (they are the truth for resume)
     )
     hf_image_column: str = "image"
-    hf_caption_column: str | None = None  # keep an input dataset's caption under `hf_caption_key`
-    hf_caption_key: str = "source"
+    hf_caption_column: str | None = None  # keep an input dataset's caption column under `caption_key`
     hf_split: str = "train"
     jpeg_quality: int = 95
     preview_rows: int = 6
@@ -53,6 +52,15 @@ class LabelJobConfig:
     # Every annotator's dtype unless its overrides say otherwise: "auto" = bf16 autocast on CUDA, fp32 on CPU;
     # "bfloat16" also on CPU is 1.4-2.7x faster on CPUs with AVX512-BF16/AMX (bench/label_throughput.py).
     dtype: str | None = None
+    # Captions that come with the input (a dataset's caption column, WebDataset key.txt/key.json, sidecar
+    # photo.txt/photo.json) land in every record under this caption key.
+    caption_key: str = "source"
+    sidecar_captions: bool = True  # read photo.txt / photo.json (field `caption`) beside each image
+
+    @property
+    def hf_caption_key(self) -> str:
+        """The former name of `caption_key` (it applied to Hugging Face inputs only)."""
+        return self.caption_key
 
     def resources_for(self, name: str) -> StageResources:
         return self.resources.get(name, self.default_resources)

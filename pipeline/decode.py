@@ -1,15 +1,16 @@
 """Read and decode one input: bytes -> id (md5) -> RGB uint8 at the target size, or a reason it failed.
 
-Pure functions over bytes plus one fsspec read, so every rule is testable on a
-hand-made file. Reasons are short classes (`empty_file`, `not_an_image`, ...) that
-end up in the errors table.
+Pure functions over bytes plus one read through `pipeline.input_fs`, so every rule is
+testable on a hand-made file. Reasons are short classes (`empty_file`, `not_an_image`, ...)
+that end up in the errors table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
+import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,16 +30,45 @@ class DecodeRules:
     allow_animated: bool = False
 
 
+# A caption is a sentence or a paragraph (Jodi's text encoder reads 300 tokens); anything far larger is not one.
+MAX_CAPTION_BYTES = 64 * 1024
+
+
 def read_bytes(uri: str) -> bytes:
-    import fsspec
+    from pipeline.input_fs import resolve
 
     try:
-        with fsspec.open(uri, "rb") as f:
+        fs, path = resolve(uri)
+        with fs.open_input_stream(path) as f:
             return f.read()
     except FileNotFoundError as exc:
         raise DecodeError("missing_file", f"{uri} vanished after listing") from exc
     except OSError as exc:
         raise DecodeError("read_failed", f"{type(exc).__name__}: {exc}") from exc
+
+
+def parse_caption(data: bytes, kind: str) -> str:
+    """A caption file's text: `kind` "txt" (the whole file) or "json" (its `caption` field, as img2dataset
+    writes it). Undecodable or oversized captions are a `bad_caption` error, never silently dropped."""
+    if len(data) > MAX_CAPTION_BYTES:
+        raise DecodeError("bad_caption", f"caption of {len(data)} bytes > {MAX_CAPTION_BYTES}")
+    try:
+        text = data.decode("utf-8")
+        if kind == "json":
+            value = json.loads(text)
+            text = value.get("caption") if isinstance(value, dict) else None
+            if text is None:
+                return ""  # img2dataset writes a .json for every sample; a missing caption is allowed
+            if not isinstance(text, str):
+                raise ValueError(f"`caption` is {type(text).__name__}, not a string")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError("bad_caption", f"{type(exc).__name__}: {exc}") from exc
+    return text.strip()
+
+
+def read_caption(uri: str) -> str:
+    """The caption in a sidecar file (`photo.txt`, or `photo.json` with a `caption` field)."""
+    return parse_caption(read_bytes(uri), "json" if uri.lower().endswith(".json") else "txt")
 
 
 def content_id(data: bytes) -> str:
@@ -53,32 +83,46 @@ def decode_image(data: bytes, rules: DecodeRules) -> np.ndarray:
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
     if not data:
         raise DecodeError("empty_file", "zero-byte file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _job_pixel_limit_only(Image):
+        try:
             img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise DecodeError("not_an_image", "no image format recognised the bytes") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError("decompression_bomb", str(exc)) from exc
-    # The header gives the size before any pixel is decoded: refuse bombs here, at no memory cost.
-    w, h = img.size
-    if w * h > rules.max_pixels:
-        raise DecodeError("decompression_bomb", f"{w}x{h} = {w * h} pixels > max_pixels {rules.max_pixels}")
-    if getattr(img, "n_frames", 1) > 1 and not rules.allow_animated:
-        raise DecodeError("animated", f"{img.format} with {img.n_frames} frames (set allow_animated to take frame 0)")
-    try:
-        img.load()
-    except OSError as exc:
-        raise DecodeError("truncated", f"{type(exc).__name__}: {exc}") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError("decompression_bomb", str(exc)) from exc
-    img = ImageOps.exif_transpose(img)
-    rgb = to_rgb(img)
-    short = min(rgb.shape[:2])
+        except UnidentifiedImageError as exc:
+            raise DecodeError("not_an_image", "no image format recognised the bytes") from exc
+        # The header gives the size before any pixel is decoded: refuse bombs here, at no memory cost.
+        w, h = img.size
+        if w * h > rules.max_pixels:
+            raise DecodeError("decompression_bomb", f"{w}x{h} = {w * h} pixels > max_pixels {rules.max_pixels}")
+        if getattr(img, "n_frames", 1) > 1 and not rules.allow_animated:
+            raise DecodeError(
+                "animated", f"{img.format} with {img.n_frames} frames (set allow_animated to take frame 0)"
+            )
+        try:
+            img.load()
+        except OSError as exc:
+            raise DecodeError("truncated", f"{type(exc).__name__}: {exc}") from exc
+        img = ImageOps.exif_transpose(img)
+    short = min(img.size)
     if short < rules.min_short_side:
         raise DecodeError("too_small", f"short side {short} < min_short_side {rules.min_short_side}")
-    return resize_short_side(rgb, rules.target_short_side)
+    if img.mode in ("RGB", "L") and rules.target_short_side > 0:
+        # Resampling commutes with L -> RGB channel copies, so shrink first: a 100-megapixel greyscale scan is
+        # then never expanded to 300 MB of RGB. Other modes convert first (16-bit scaling, alpha compositing).
+        img = img.resize(_short_side_size(*img.size[::-1], rules.target_short_side), Image.Resampling.LANCZOS,
+                         reducing_gap=3.0)  # fmt: skip
+    return resize_short_side(to_rgb(img), rules.target_short_side)
+
+
+@contextmanager
+def _job_pixel_limit_only(Image):
+    """Pillow's own bomb guard (MAX_IMAGE_PIXELS, 89,478,485 by default) would override the job's
+    `max_pixels` in both directions; the header check above is the one limit, so Pillow's is off meanwhile.
+    Decode workers run one decode at a time, so the process-wide setting is restored before anyone else reads it."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
 
 
 def to_rgb(img) -> np.ndarray:
@@ -111,10 +155,13 @@ def resize_short_side(rgb: np.ndarray, target: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     if target <= 0 or min(h, w) == target:
         return np.ascontiguousarray(rgb)
-    scale = target / min(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    if h <= w:
-        size = (size[0], target)
-    else:
-        size = (target, size[1])
+    size = _short_side_size(h, w, target)
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def _short_side_size(h: int, w: int, target: int) -> tuple[int, int]:
+    """(width, height) with min == target, aspect kept."""
+    scale = target / min(h, w)
+    if h <= w:
+        return max(1, round(w * scale)), target
+    return target, max(1, round(h * scale))

@@ -20,13 +20,12 @@ from collections import Counter
 from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
-from pipeline.decode import DecodeRules
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
 from pipeline.report import write_preview, write_stats
 from pipeline.shards import Finaliser, ShardTracker
-from pipeline.sources import HF_PREFIX, InputItem, _is_saved_hf_dataset, list_sources, shard_items
-from pipeline.stages import AnnotateStage, DecodeSpec, DecodeStage, EncodeStage, RecordDecodeStage, WriteStage
+from pipeline.sources import InputItem, list_sources, shard_items
+from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage
 from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
 from schemas.record import Provenance
 from schemas.storage import StorageError, describe_failure
@@ -175,26 +174,9 @@ def _quiet_ray() -> None:
 
 
 def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
-    import ray
+    from pipeline.inputs import decoded_dataset
 
-    rows = [{"source": it.source, "shard": it.shard, "row": it.row} for it in todo]
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / 8))))
-    hf = cfg.input if (cfg.input.startswith(HF_PREFIX) or _is_saved_hf_dataset(cfg.input)) else None
-    spec = DecodeSpec(
-        rules=DecodeRules(cfg.min_short_side, cfg.target_short_side, cfg.max_pixels, cfg.allow_animated),
-        hf_input=hf,
-        hf_split=cfg.hf_split,
-        hf_image_column=cfg.hf_image_column,
-        hf_caption_column=cfg.hf_caption_column,
-    )
-    return ds.map_batches(
-        DecodeStage,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=8,
-        batch_format="numpy",
-        compute=_actors(1, 2),
-        num_cpus=1,
-    )
+    return decoded_dataset(cfg, todo)
 
 
 def _actors(lo: int, hi: int):
@@ -244,7 +226,7 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         fn_constructor_kwargs={
             "domains": domains,
             "jpeg_quality": cfg.jpeg_quality,
-            "source_caption_key": cfg.hf_caption_key,
+            "source_caption_key": cfg.caption_key,
         },
         batch_size=8,
         batch_format="numpy",

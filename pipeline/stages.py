@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes
+from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes, read_caption
 
 # How many dimensions each domain's raw label has (HxW or HxWx3); an absent label is an
 # empty array of that rank, which keeps every column a tensor column in Ray's blocks.
@@ -33,32 +33,33 @@ def is_absent(label: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class DecodeSpec:
     rules: DecodeRules
-    hf_input: str | None = None  # set when the input is a Hugging Face dataset
-    hf_split: str = "train"
-    hf_image_column: str = "image"
-    hf_caption_column: str | None = None
+    sidecar_captions: bool = True  # read a file input's `caption_uri` (photo.txt / photo.json)
+
+
+# Columns a reader may put before DecodeStage; they do not travel further (the bytes would only cost memory).
+_READ_COLUMNS = ("data", "caption", "read_error", "read_detail", "caption_uri")
 
 
 class DecodeStage:
-    """Read bytes (file or dataset row), hash them, decode and resize. Callable class so a Hugging Face
-    dataset is opened once per worker rather than once per batch."""
+    """Bytes -> md5 id -> decoded, resized RGB, plus the input's own caption (`source_caption`).
+
+    Rows either carry their bytes already (`data`, `caption`, `read_error` from `pipeline.containers`)
+    or name a file (`source`, `caption_uri`) that is read here. Every row comes out, with an error if it failed.
+    """
 
     def __init__(self, spec: DecodeSpec) -> None:
         self.spec = spec
-        self._hf = None
-        if spec.hf_input is not None:
-            from pipeline.sources import open_hf_dataset
-
-            self._hf = undecoded(open_hf_dataset(spec.hf_input, spec.hf_split), spec.hf_image_column)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
+        n = len(batch["source"])
         out = {k: [] for k in ("id", "image", "height", "width", "error", "error_stage", "detail", "source_caption")}
-        for source, row in zip(batch["source"], batch["row"], strict=True):
+        for i in range(n):
             rid, caption = "", ""
             try:
-                data, caption = self._read(str(source), int(row))
+                data = self._bytes(batch, i)
                 rid = content_id(data)
+                caption = self._caption(batch, i)
                 image = decode_image(data, self.spec.rules)
                 error, stage, detail = "", "", ""
             except DecodeError as exc:
@@ -78,40 +79,24 @@ class DecodeStage:
             out["error_stage"].append(stage)
             out["detail"].append(detail[:500])
             out["source_caption"].append(caption)
-        result = dict(batch)
+        result = {k: v for k, v in batch.items() if k not in _READ_COLUMNS}
         result.update({k: _column(v) for k, v in out.items()})
-        result["t_decode"] = np.full(len(batch["source"]), (time.perf_counter() - t0) / max(1, len(batch["source"])))
+        result["t_decode"] = np.full(n, (time.perf_counter() - t0) / max(1, n))
         return result
 
-    def _read(self, source: str, row: int) -> tuple[bytes, str]:
-        if self._hf is None:
-            return read_bytes(source), ""
-        return hf_row_bytes(self._hf, row, self.spec.hf_image_column, self.spec.hf_caption_column)
+    @staticmethod
+    def _bytes(batch: dict[str, np.ndarray], i: int) -> bytes:
+        if "data" not in batch:
+            return read_bytes(str(batch["source"][i]))
+        if batch["read_error"][i]:
+            raise DecodeError(str(batch["read_error"][i]), str(batch["read_detail"][i]))
+        return bytes(batch["data"][i])
 
-
-def undecoded(ds, image_column: str):
-    """The dataset with its image column left as stored bytes (cast once per worker, not per row)."""
-    import datasets
-
-    if image_column not in ds.column_names:
-        return ds  # every row then fails with `missing_column` in hf_row_bytes
-    return ds.cast_column(image_column, datasets.Image(decode=False))
-
-
-def hf_row_bytes(ds, row: int, image_column: str, caption_column: str | None) -> tuple[bytes, str]:
-    """The original encoded bytes of a row's image (never re-encoded, so the md5 id is the file's).
-    `ds` comes from `undecoded`."""
-    if image_column not in ds.column_names:
-        raise DecodeError("missing_column", f"dataset has no column {image_column!r}; columns: {ds.column_names}")
-    example = ds[row]
-    value = example[image_column]
-    data = value.get("bytes") if isinstance(value, dict) else None
-    if data is None and isinstance(value, dict) and value.get("path"):
-        data = read_bytes(value["path"])
-    if data is None:
-        raise DecodeError("missing_image", f"row {row} has no image bytes")
-    caption = str(example.get(caption_column) or "") if caption_column else ""
-    return data, caption
+    def _caption(self, batch: dict[str, np.ndarray], i: int) -> str:
+        if "caption" in batch:
+            return str(batch["caption"][i])
+        uri = str(batch["caption_uri"][i]) if "caption_uri" in batch else ""
+        return read_caption(uri) if uri and self.spec.sidecar_captions else ""
 
 
 class AnnotateStage:

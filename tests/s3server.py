@@ -30,12 +30,12 @@ def weed_binary() -> str | None:
 
 
 def _free_port() -> int:
-    """A free port below 55535: SeaweedFS listens for gRPC on port + 10000, which must stay valid."""
+    """A free loopback port below 55536: SeaweedFS listens for gRPC on port + 10000, which must stay valid."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port < 55535:
+        if port + 10000 <= 65535:
             return port
 
 
@@ -77,6 +77,8 @@ class S3Server:
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
             "-master.volumeSizeLimitMB=64", "-volume.max=0",
             "-s3", f"-s3.port={self.port}", f"-s3.config={identities}",
+            # The Iceberg and Lance catalogs listen on fixed default ports (8181, 9101): two sessions would collide.
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]  # fmt: skip
         log = open(self.workdir / "weed.log", "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

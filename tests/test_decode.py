@@ -75,3 +75,53 @@ def test_resize_short_side_keeps_aspect():
 
 def test_content_id_is_md5_of_the_file_bytes():
     assert content_id(b"abc") == hashlib.md5(b"abc").hexdigest()
+
+
+def flat_png(width: int, height: int) -> bytes:
+    """A real 8-bit greyscale PNG of width x height pixels, cheap to make: one grey level, rows filtered
+    "none", deflated at level 1 (PNG spec: signature, IHDR, IDAT, IEND)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\x80" * width
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(row * height, 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def big_pngs():
+    # 99.0 MP (under the default 100 M max_pixels, over Pillow's own 89.5 M limit) and 108.2 MP.
+    return flat_png(9950, 9950), flat_png(10400, 10400)
+
+
+def test_max_pixels_is_the_limit_that_applies_not_pillows(big_pngs):
+    from PIL import Image
+
+    mp99, mp108 = big_pngs
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    small = dict(min_short_side=32, target_short_side=32)
+    img = decode_image(mp99, DecodeRules(**small))  # default max_pixels 100_000_000
+    assert img.shape == (32, 32, 3) and int(img.min()) == int(img.max()) == 128
+    img = decode_image(mp108, DecodeRules(max_pixels=300_000_000, **small))
+    assert img.shape == (32, 32, 3)
+    with pytest.raises(DecodeError, match=r"10400x10400 = 108160000 pixels > max_pixels 100000000") as err:
+        decode_image(mp108, DecodeRules(**small))
+    assert err.value.reason == "decompression_bomb"
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit  # restored for any other Pillow user in the process
+
+
+def test_captions_from_text_and_json_files():
+    from pipeline.decode import MAX_CAPTION_BYTES, parse_caption
+
+    assert parse_caption(b"  A red motorcycle.\n", "txt") == "A red motorcycle."
+    assert parse_caption(b'{"caption": "A cat.", "url": "http://x"}', "json") == "A cat."
+    assert parse_caption(b'{"url": "http://x"}', "json") == ""  # img2dataset's json without a caption
+    for data, kind in ((b"\xff\xfe\x00", "txt"), (b"{not json", "json"), (b'{"caption": 3}', "json"),
+                       (b"x" * (MAX_CAPTION_BYTES + 1), "txt")):  # fmt: skip
+        with pytest.raises(DecodeError) as err:
+            parse_caption(data, kind)
+        assert err.value.reason == "bad_caption", data[:20]

@@ -188,7 +188,7 @@ def test_hugging_face_dataset_input_keeps_ids_and_alt_text(tmp_path, ray_local):
     ).cast_column("image", datasets.Image())
     ds.save_to_disk(str(tmp_path / "hfds"))
     out = tmp_path / "out"
-    cfg = small_job(tmp_path / "hfds", out, annotators=("canny",), hf_caption_column="text", hf_caption_key="Pexels")
+    cfg = small_job(tmp_path / "hfds", out, annotators=("canny",), hf_caption_column="text", caption_key="Pexels")
     stats = run_label_job(cfg, progress=False)
     assert stats["records_out"] == 3
     ids = {r["id"]: r for r in all_records(out)}

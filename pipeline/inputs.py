@@ -1,0 +1,86 @@
+"""The Ray Dataset of decoded rows for the label job's input items.
+
+Image files (a folder, a bucket prefix, a .txt list) are read by the decode actors themselves, one item
+per row. Items inside containers (WebDataset tars, Parquet/Arrow dataset files) are grouped into read
+units, one per container (or per slice of a Parquet file's rows), which Ray Data spreads over the decode
+actors; each unit streams its container once, so no worker ever loads the whole corpus. Either way the
+rows come out with `DecodeStage`'s columns, the same for every later stage.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pipeline.config import LabelJobConfig
+from pipeline.decode import DecodeRules
+from pipeline.sources import InputItem, split_member
+from pipeline.stages import DecodeSpec, DecodeStage
+
+# Rows of one Parquet read unit: a few row groups (datasets writes 100-row groups for image datasets),
+# small enough to spread one big file over many workers.
+PARQUET_UNIT_ROWS = 256
+
+
+def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
+    """Ray Dataset with DecodeStage's columns for `todo` (items of one input, as `shard_items` made them)."""
+    import ray
+
+    spec = DecodeSpec(
+        rules=DecodeRules(cfg.min_short_side, cfg.target_short_side, cfg.max_pixels, cfg.allow_animated),
+        sidecar_captions=cfg.sidecar_captions,
+    )
+    units = read_units_of(todo)
+    if units is None:
+        rows = [{"source": it.source, "shard": it.shard, "row": it.row, "caption_uri": it.caption_uri} for it in todo]
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / 8))))
+        stage, kwargs, batch_size = DecodeStage, {"spec": spec}, 8
+    else:
+        from pipeline.containers import ContainerDecodeStage
+
+        ds = ray.data.from_items(units, override_num_blocks=len(units))
+        stage, batch_size = ContainerDecodeStage, 1
+        kwargs = {"spec": spec, "image_column": cfg.hf_image_column, "caption_column": cfg.hf_caption_column}
+    return ds.map_batches(
+        stage,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=_actors(1, 2),
+        num_cpus=1,
+    )
+
+
+def read_units_of(todo: list[InputItem]) -> list[dict] | None:
+    """Container members grouped into read units, in listing order; None when the items are plain files."""
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    plain = 0
+    for it in todo:
+        member = split_member(it.source)
+        if member is None:
+            plain += 1
+        else:
+            groups.setdefault(member[0], []).append((member[1], it.source, it.shard))
+    if plain and groups:
+        raise ValueError("one job reads one kind of input: plain files and container members were mixed")
+    if not groups:
+        return None
+    units = []
+    for container, members in groups.items():
+        step = PARQUET_UNIT_ROWS if container.lower().endswith(".parquet") else len(members)
+        for i in range(0, len(members), step):
+            part = members[i : i + step]
+            units.append(
+                {
+                    "container": container,
+                    "members": [m for m, _, _ in part],
+                    "sources": [s for _, s, _ in part],
+                    "shards": [h for _, _, h in part],
+                }
+            )
+    return units
+
+
+def _actors(lo: int, hi: int):
+    from ray.data import ActorPoolStrategy
+
+    return ActorPoolStrategy(min_size=lo, max_size=hi)
