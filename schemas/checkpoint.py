@@ -47,7 +47,11 @@ def load_torch_file(path: str | os.PathLike, map_location: str = "cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(unsafe_checkpoint_message(path, str(exc))) from None
+        if "Unsupported global" in str(exc):  # a Python object outside torch's weights-only allowlist
+            raise UnsafeCheckpointError(unsafe_checkpoint_message(path, str(exc))) from None
+        found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
+        detail = found.group(1).strip() if found else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError) as exc:  # not a zip/pickle file, truncated
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first})") from None
