@@ -62,7 +62,9 @@ class Offer:
 def preflight(cfg: LabelJobConfig, wait_s: float = 0.0) -> list[str]:
     """Check names, per-annotator settings and resources; returns the annotators' registry names."""
     names = check_annotators(cfg)
-    check_resources(stage_demands(cfg, names), offer_source(), wait_s)
+    demands = stage_demands(cfg, names)
+    if demands:  # nothing explicit (CPU-only, automatic shares): the job sizes itself, nothing to probe
+        check_resources(demands, offer_source(), wait_s)
     return names
 
 

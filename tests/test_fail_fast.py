@@ -289,3 +289,27 @@ def test_annotator_and_jodi_loaders_refuse_a_pickled_checkpoint(pickled_checkpoi
     line = one_line(capsys)
     assert line.startswith(f"jodi generate: {pickled_checkpoint} is not a safe checkpoint")
     assert "weights_only" not in line and not out.exists()
+
+
+def test_convert_to_joint_refuses_an_id_that_escapes_before_writing(good_files, tmp_path, capsys):
+    from pipeline.convert import write_parquet
+    from schemas.record import LabeledRecord
+
+    record = LabeledRecord(id="../../outside", source="x.jpg", image=good_files["image/a.jpg"], height=48, width=64)
+    write_parquet([record], tmp_path / "src" / "data")
+    dst = tmp_path / "dst"
+    assert jodi(["convert", str(tmp_path / "src"), str(dst), "--to", "joint"]) == 1
+    line = one_line(capsys)
+    assert line.startswith("jodi convert: shard-00000.parquet:row 0: id '../../outside' is not a safe file name")
+    assert not dst.exists() and not (tmp_path / "outside.jpg").exists()
+
+
+def test_other_commands_share_the_exit_codes(tmp_path, capsys):
+    (tmp_path / "train.yaml").write_text("max_step: 3\n")
+    assert jodi(["train", "--config", str(tmp_path / "train.yaml")]) == 2
+    assert one_line(capsys).startswith("jodi train: unknown training config keys ['max_step']")
+    assert jodi(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert one_line(capsys) == f"jodi train: {tmp_path / 'missing.yaml'}: No such file or directory"
+    with pytest.raises(SystemExit) as done:  # argparse's own usage error
+        jodi(["label"])
+    assert done.value.code == 2 and "the following arguments are required" in capsys.readouterr().err
