@@ -61,6 +61,7 @@ CONFIG_CASES = {
     "gpus on a CPU machine": ([("--gpus", "1")], "", "not enough resources: canny needs 1 GPU per actor"),
     "more GPUs than any node": ([("--gpus", "4096")], "", "not enough resources: canny needs 4096 GPUs per actor"),
     "cpus": ([], "default_resources: {num_cpus: 100000}\n", "canny needs 100000 CPUs per actor"),
+    "memory": ([], "default_resources: {memory: 1000000000000000}\n", "canny needs 931322.6 GiB of memory per actor"),
 }
 
 
