@@ -111,9 +111,10 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
     default = data.get("default_resources") or {}
     if isinstance(default, dict):
         data["default_resources"] = default = {**default, **cli}
+    base = default if isinstance(default, dict) else {}  # a wrong type is left for the config check to name
     resources = data.get("resources") or {}
-    if isinstance(resources, dict):  # per-annotator entries start from the defaults; anything else is reported
-        data["resources"] = {k: {**default, **v} if isinstance(v, dict) else v for k, v in resources.items()}
+    if isinstance(resources, dict):  # per-annotator entries start from the defaults
+        data["resources"] = {k: {**base, **v} if isinstance(v, dict) else v for k, v in resources.items()}
     colocate = data.get("colocate") or []
     if isinstance(colocate, list):
         data["colocate"] = [*colocate, *(c.split("+") for c in args.colocate)]

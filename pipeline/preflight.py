@@ -31,7 +31,7 @@ from pipeline.config import LabelJobConfig, StageResources
 # Ray reserves this share of a node's memory for its object store by default (ray_constants,
 # DEFAULT_OBJECT_STORE_MEMORY_PROPORTION); actors get the rest as the `memory` resource.
 OBJECT_STORE_SHARE = 0.3
-UNITS = {"CPU": "CPU", "GPU": "GPU", "memory": "memory"}
+RESOURCES = ("CPU", "GPU", "memory")  # the Ray resources a stage of this job may ask for
 
 
 class PreflightError(ValueError):
@@ -135,7 +135,7 @@ def stage_demands(cfg: LabelJobConfig, names: list[str]) -> list[StageDemand]:
 
 def shortfall(demands: list[StageDemand], offer: Offer) -> str | None:
     """The first request `offer` cannot meet, as one line; None when everything fits."""
-    largest = {k: max((n.get(k, 0.0) for n in offer.nodes), default=0.0) for k in UNITS}
+    largest = {k: max((n.get(k, 0.0) for n in offer.nodes), default=0.0) for k in RESOURCES}
     for d in demands:
         for key, amount in d.per_actor.items():
             # A fraction of a GPU packs onto one device; whole units must all sit on one node.
@@ -144,7 +144,7 @@ def shortfall(demands: list[StageDemand], offer: Offer) -> str | None:
                     f"{d.stage} needs {_amount(key, amount)} per actor; {offer.where} has at most "
                     f"{_amount(key, largest[key])} on one node{_advice(key)}"
                 )
-    for key in UNITS:
+    for key in RESOURCES:
         need = sum(d.total(key) for d in demands)
         if need > offer.totals.get(key, 0.0) + 1e-9:
             parts = ", ".join(f"{d.stage} {_amount(key, d.total(key))}" for d in demands if d.total(key))

@@ -48,6 +48,8 @@ CONFIG_CASES = {
     "batch_size -1 for one annotator": ([], "resources:\n  canny: {batch_size: -1}\n", "resources.canny.batch_size"),
     "batch-size flag -4": ([("--batch-size", "-4")], "", "default_resources.batch_size must be greater than or equal"),
     "num_gpus lots": ([], "default_resources: {num_gpus: lots}\n", "default_resources.num_gpus must be a valid number"),
+    "resources not a mapping": ([], "default_resources: 3\nresources:\n  canny: {batch_size: 2}\n",
+                                "default_resources must be a dictionary or an instance of StageResources, got 3"),
     "annotators a string": ([], "annotators: canny\n", "annotators must be a valid tuple (a list of annotator names"),
     "unknown setting": ([], "shardsize: 4\n", "unknown setting 'shardsize'"),
     "yaml not a mapping": ([], "- canny\n", "expected a mapping of job settings, got list"),
