@@ -14,6 +14,7 @@ from pathlib import Path
 
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import ModelUnavailableError, hub_file
+from schemas.checkpoint import load_torch_file
 
 # lllyasviel/Annotators (table5_pidinet.pth, sk_model*.pth, netG.pth) at the commit that
 # comfyui_controlnet_aux download manifests pin.
@@ -26,12 +27,10 @@ def load_torch_checkpoint(annotator: str, repo_id: str, filename: str, revision:
 
     Checkpoints saved as `{"state_dict": ...}` (PiDiNet's training script) are unwrapped.
     """
-    import torch
-
     if not repo_id:
         raise ModelUnavailableError(f"{annotator}: no model_id configured; pass `--model {annotator}=/path/to/folder`")
     path = hub_file(annotator, repo_id, filename, revision)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     return {k.removeprefix("module."): v for k, v in state.items()}

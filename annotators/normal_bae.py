@@ -24,6 +24,7 @@ import numpy as np
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import hub_file
 from annotators.pose import ANNOTATORS_REPO, ANNOTATORS_REVISION, INSTALL_HINT
+from schemas.checkpoint import load_torch_file
 
 # ImageNet statistics: controlnet_aux NormalBaeDetector's `transforms.Normalize`.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +58,7 @@ class NormalBae(Annotator):
 
         path = hub_file(self.name, config.model_id, "scannet.pt", config.revision)
         self.model = build_nnet(NNET)
-        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        state = load_torch_file(path)["model"]
         self.model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
         self.model = self.model.eval().to(device)
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)

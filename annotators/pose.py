@@ -21,6 +21,7 @@ import numpy as np
 from annotators.base import AnnotationError, Annotator, AnnotatorConfig, working_size
 from annotators.loading import hub_file
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
+from schemas.checkpoint import load_torch_file
 
 # lllyasviel/Annotators pinned at the commit ComfyUI's controlnet_aux mirrors use (holds
 # body_pose_model.pth, hand_pose_model.pth, facenet.pth and scannet.pt).
@@ -67,8 +68,6 @@ class OpenposeAnnotator(Annotator):
 
     def __init__(self, config: OpenposeConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        import torch
-
         try:
             from controlnet_aux.open_pose import util
             from controlnet_aux.open_pose.face import FaceNet
@@ -78,7 +77,7 @@ class OpenposeAnnotator(Annotator):
 
         def load(filename: str) -> dict:
             path = hub_file(self.name, config.model_id, filename, config.revision)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return load_torch_file(path)
 
         # The .pth files name layers without the Sequential prefix; controlnet_aux's `transfer` maps them.
         self.body = bodypose_model()

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m jobs.cache_latents")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+if __name__ == "__main__":  # the same errors and exit codes as `jodi cache-latents`
+    from jobs.cli import main
+
+    sys.exit(main(["cache-latents", *sys.argv[1:]]))

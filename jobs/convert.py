@@ -18,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.convert import convert
+    from pipeline.precheck import check_joint_folder, check_parquet_ids
 
+    # A bad line or an unsafe path fails here, naming it, before anything is written.
+    check_joint_folder(args.src) if args.to == "parquet" else check_parquet_ids(args.src, args.dst)
     for split, stats in convert(args.src, args.dst, args.to, imagefolder=args.imagefolder).items():
         print(f"{split or '(no split)'}: {stats.records} records, {len(stats.files)} files written")
     return 0

@@ -14,7 +14,6 @@ loss curve, the evaluation table and its picture grid.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import time
@@ -40,31 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _hash01(record_id: str) -> float:
-    """A number in [0, 1] from the id alone, so the held-out split is stable across reruns and machines."""
-    return int(hashlib.md5(record_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-def split_joint(labeled: Path, out: Path, fraction: float) -> dict[str, int]:
-    """Copy a Joint folder into out/train and out/test Joint folders (metadata.jsonl + the files each line
-    names). Records whose id hashes below `fraction` are held out; each side gets at least one record."""
-    lines = [json.loads(x) for x in (labeled / "metadata.jsonl").read_text().splitlines() if x.strip()]
-    if len(lines) < 2:
-        raise ValueError(f"{labeled}: {len(lines)} labeled record(s); a train and a test split need at least 2")
-    ranked = sorted(lines, key=lambda m: _hash01(Path(m["image"]).name.split(".")[0]))
-    n_test = min(len(lines) - 1, max(1, sum(_hash01(Path(m["image"]).name.split(".")[0]) < fraction for m in lines)))
-    shutil.rmtree(out, ignore_errors=True)
-    for k, meta in enumerate(ranked):
-        split = "test" if k < n_test else "train"
-        for key, rel in meta.items():
-            if key == "image" or key.startswith("annotation_"):
-                (out / split / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(labeled / rel, out / split / rel)
-        with open(out / split / "metadata.jsonl", "a") as f:
-            f.write(json.dumps(meta) + "\n")
-    return {"train": len(lines) - n_test, "test": n_test}
-
-
 def _annotators(text: str) -> tuple[str, ...]:
     if text:
         return tuple(a.strip() for a in text.split(",") if a.strip())
@@ -80,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.demo import write_corpus
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
+    from pipeline.split import split_joint
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     label_cfg = LabelJobConfig(input=str(source), output=str(out / "labeled"), annotators=names,
                                min_short_side=args.short_side, target_short_side=args.short_side, shard_size=8)
     label_stats = run_label_job(label_cfg, progress=False)
+
     splits = split_joint(out / "labeled", out / "split", args.test_fraction)
     times["label"] = time.perf_counter() - t
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from jodi.codecs import WeightsUnavailableError
+    from jobs.cli import UsageError
     from jodi.pipeline import JodiPipeline
     from jodi.sampling import PERCEPTION, SamplerConfig
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.condition:
         domain, sep, path = spec.partition("=")
         if not sep:
-            raise SystemExit(f"--condition expects DOMAIN=PATH, got {spec!r}")
+            raise UsageError(f"--condition expects DOMAIN=PATH, got {spec!r}")
         conditions[domain] = _read(path)
     labels = [d.strip() for d in args.labels.split(",")] if args.labels else None
     base = PERCEPTION if args.perceive else SamplerConfig()
@@ -78,15 +78,11 @@ def run(args: argparse.Namespace) -> int:
         guidance_scale=base.guidance_scale if args.guidance is None else args.guidance,
         solver=args.solver,
     )
-    try:
-        if args.tiny:
-            pipe = JodiPipeline.tiny(preset="tiny" if args.preset.startswith("jodi") else args.preset)
-        else:
-            pipe = JodiPipeline.from_pretrained(args.weights, args.preset, vae=args.vae, text_encoder=args.text_encoder,
-                                                device=args.device, dtype=getattr(torch, args.dtype))
-    except WeightsUnavailableError as exc:
-        print(f"error: {exc}")
-        return 1
+    if args.tiny:
+        pipe = JodiPipeline.tiny(preset="tiny" if args.preset.startswith("jodi") else args.preset)
+    else:  # missing or unsafe weights: one line from jobs.cli
+        pipe = JodiPipeline.from_pretrained(args.weights, args.preset, vae=args.vae, text_encoder=args.text_encoder,
+                                            device=args.device, dtype=getattr(torch, args.dtype))
     size = {"height": args.height, "width": args.width}
     if args.perceive:
         outputs = pipe.perceive(_read(args.perceive), labels, sampler=sampler, seed=args.seed, **size)

@@ -7,12 +7,11 @@ Command-line flags override the YAML file.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 
-from pipeline.config import LabelJobConfig, StageResources
+from pipeline.config import ConfigError, LabelJobConfig, config_from_mapping
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,15 +74,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take over the output's lease from another job (only when that job is dead)",
     )
+    p.add_argument("--wait-for-resources", type=float, metavar="SECONDS", default=_default_wait(),
+                   help="on a cluster, how long to wait for the autoscaler to add missing GPUs/CPUs before giving "
+                   "up (default: 600 with RAY_ADDRESS set, else 0: a local machine does not grow)")
+
+
+def _default_wait() -> float:
+    import os
+
+    return 600.0 if os.environ.get("RAY_ADDRESS") else 0.0
 
 
 def build_config(args: argparse.Namespace) -> LabelJobConfig:
+    """YAML job file, then command-line flags on top -> a validated LabelJobConfig (ConfigError names
+    the wrong field). Values keep their YAML types so the config's checks see what the user wrote."""
     data: dict = {}
     if args.config:
-        import yaml
-
-        with open(args.config, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = _read_yaml(args.config)
     data["input"], data["output"] = args.input, args.output
     if args.annotators:
         data["annotators"] = [a.strip() for a in args.annotators.split(",") if a.strip()]
@@ -107,56 +114,68 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
         data["sidecar_captions"] = False
     if "hf_caption_key" in data:  # the former name of caption_key in job files
         data.setdefault("caption_key", data.pop("hf_caption_key"))
-    overrides = {k: dict(v) for k, v in (data.get("overrides") or {}).items()}
-    for item in args.model:
-        name, _, path = item.partition("=")
-        if not path:
-            raise SystemExit(f"--model expects NAME=PATH, got {item!r}")
-        overrides.setdefault(name, {})["model_id"] = path
-        overrides[name].setdefault("revision", None)
+    overrides = data.get("overrides") or {}
+    if isinstance(overrides, dict):
+        overrides = {k: dict(v) if isinstance(v, dict) else v for k, v in overrides.items()}
+        for item in args.model:
+            name, _, path = item.partition("=")
+            if not name or not path:
+                raise ConfigError(f"--model expects NAME=PATH, got {item!r}")
+            entry = overrides.setdefault(name, {})
+            if isinstance(entry, dict):
+                entry["model_id"] = path
+                entry.setdefault("revision", None)
     data["overrides"] = overrides
-    default = StageResources(**(data.pop("default_resources", None) or {}))
-    cli = {
-        k: v
-        for k, v in (("num_gpus", args.gpus), ("batch_size", args.batch_size), ("pool_max", args.pool))
-        if v is not None
-    }
-    default = dataclasses.replace(default, **cli)
-    data["default_resources"] = default
-    data["resources"] = {k: dataclasses.replace(default, **v) for k, v in (data.get("resources") or {}).items()}
-    colocate = [tuple(g) for g in data.get("colocate") or []] + [tuple(c.split("+")) for c in args.colocate]
-    data["colocate"] = tuple(colocate)
-    data["annotators"] = tuple(data.get("annotators") or LabelJobConfig.annotators)
-    known = {f.name for f in dataclasses.fields(LabelJobConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise SystemExit(f"unknown job settings: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    return LabelJobConfig(**data)
+    cli = {k: v for k, v in (("num_gpus", args.gpus), ("batch_size", args.batch_size), ("pool_max", args.pool))
+           if v is not None}
+    default = data.get("default_resources") or {}
+    if isinstance(default, dict):
+        data["default_resources"] = default = {**default, **cli}
+    base = default if isinstance(default, dict) else {}  # a wrong type is left for the config check to name
+    resources = data.get("resources") or {}
+    if isinstance(resources, dict):  # per-annotator entries start from the defaults
+        data["resources"] = {k: {**base, **v} if isinstance(v, dict) else v for k, v in resources.items()}
+    colocate = data.get("colocate") or []
+    if isinstance(colocate, list):
+        data["colocate"] = [*colocate, *(c.split("+") for c in args.colocate)]
+    return config_from_mapping(data)
+
+
+def _read_yaml(path: str) -> dict:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"--config {path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of job settings, got {type(data).__name__}")
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
-    from annotators.loading import ModelUnavailableError
-    from pipeline.job import JobConfigError, run_label_job
-    from pipeline.lease import LeaseHeldError, LeaseLostError
-    from pipeline.sources import InputError
-    from schemas.storage import StorageError
+    """Build and check the job (a usage error exits 2 before Ray starts or a file is written), run it;
+    exit 1 when it labeled nothing. Errors become one line in jobs.cli."""
+    from pipeline.job import run_label_job
+    from pipeline.preflight import preflight
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = build_config(args)
-    try:
-        stats = run_label_job(cfg, progress=not args.quiet, takeover=args.takeover)
-    except (
-        InputError,
-        JobConfigError,
-        KeyError,
-        ModelUnavailableError,
-        StorageError,
-        LeaseHeldError,
-        LeaseLostError,
-    ) as exc:
-        print(f"jodi label: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
+    preflight(cfg, wait_s=args.wait_for_resources)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stats = run_label_job(cfg, progress=not args.quiet, takeover=args.takeover)
     print(summary(cfg.output, stats))
+    if stats["records_out"] == 0:
+        reasons = ", ".join(f"{k} {v}" for k, v in stats["errors_by_reason"].items()) or "no inputs"
+        print(f"jodi label: labeled none of {stats['records_in']} inputs ({reasons}; see {cfg.output}/errors/)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -178,9 +197,10 @@ def summary(output: str, stats: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.label", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`python -m jobs.label ...` (for `ray job submit`): the same command, errors and exit codes as `jodi label`."""
+    from jobs.cli import main as jodi
+
+    return jodi(["label", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

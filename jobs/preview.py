@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -18,8 +19,11 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.preview import contact_sheet
     from schemas.joint import iter_records
 
-    sheet = contact_sheet(iter_records(args.path, split=args.split), n=args.samples, tile=args.tile)
+    problems: list[str] = []  # files shown as "unreadable" tiles, one line each naming the record
+    sheet = contact_sheet(iter_records(args.path, split=args.split), n=args.samples, tile=args.tile, problems=problems)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.output)
+    for line in problems:
+        print(f"jodi preview: {line} (`jodi validate {args.path}` lists every problem)", file=sys.stderr)
     print(f"wrote {args.output} ({sheet.width}x{sheet.height})")
     return 0

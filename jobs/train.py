@@ -63,7 +63,9 @@ def config_from_dict(data: dict) -> TrainConfig:
     known = set(TrainConfig.__dataclass_fields__)
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown training config keys {unknown}; known: {', '.join(sorted(known))}")
+        from jobs.cli import UsageError
+
+        raise UsageError(f"unknown training config keys {unknown}; known: {', '.join(sorted(known))}")
     return TrainConfig(**data)
 
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m jobs.train")
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+if __name__ == "__main__":  # `ray job submit -- python -m jobs.train`: the errors and exit codes of `jodi train`
+    from jobs.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

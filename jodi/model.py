@@ -26,6 +26,7 @@ from jodi.blocks import (
 )
 from jodi.codecs import WeightsUnavailableError
 from schemas import ALL_DOMAINS
+from schemas.checkpoint import load_torch_file
 
 GENERATE, CONDITION, IGNORE = 0, 1, 2  # Jodi `model/nets/jodi.py`: "0: generated, 1: condition, 2: null"
 
@@ -215,7 +216,7 @@ def read_state_dict(path: str) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return load_file(local)
-    state = torch.load(local, map_location="cpu", weights_only=True)
+    state = load_torch_file(local)  # weights only: a pickle that carries code is refused in one line
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

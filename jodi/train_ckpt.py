@@ -30,6 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from jodi.model import PRESETS, Jodi, JodiConfig, read_state_dict
 from jodi.train_config import TrainConfig
+from schemas.checkpoint import load_torch_file
 from schemas.domains import ALL_DOMAINS
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -146,7 +147,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, ema, rank: int) -
 
     weights = load_file(str(folder / "model.safetensors"))
     set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))
-    optim = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    optim = load_torch_file(folder / "optimizer.pt")
     set_optimizer_state_dict(model, optimizer, optim, options=StateDictOptions(full_state_dict=True))
     if ema is not None and (folder / "ema.safetensors").exists():
         ema.module.load_state_dict(load_file(str(folder / "ema.safetensors")))

@@ -76,22 +76,29 @@ def write_parquet(
             writer.write_table(pa.Table.from_pylist(group, schema=schema), row_group_size=config.rows_per_group)
             group.clear()
 
-    for record in records:
-        if writer is None:
-            tmp_paths.append(folder / f".{prefix}-{len(tmp_paths):05d}.parquet.tmp")
-            writer = pq.ParquetWriter(tmp_paths[-1], schema, compression=config.compression)
-        group.append(record.to_row())
-        stats.add(record)
-        shard_bytes += _row_bytes(record)
-        if len(group) >= config.rows_per_group:
-            flush()
-        if shard_bytes >= config.max_shard_bytes:
+    try:
+        for record in records:
+            if writer is None:
+                tmp_paths.append(folder / f".{prefix}-{len(tmp_paths):05d}.parquet.tmp")
+                writer = pq.ParquetWriter(tmp_paths[-1], schema, compression=config.compression)
+            group.append(record.to_row())
+            stats.add(record)
+            shard_bytes += _row_bytes(record)
+            if len(group) >= config.rows_per_group:
+                flush()
+            if shard_bytes >= config.max_shard_bytes:
+                flush()
+                writer.close()
+                writer, shard_bytes = None, 0
+        if writer is not None:
             flush()
             writer.close()
-            writer, shard_bytes = None, 0
-    if writer is not None:
-        flush()
-        writer.close()
+    except BaseException:  # a record that cannot be read: leave no temp shard behind, then report it
+        if writer is not None:
+            writer.close()
+        for tmp in tmp_paths:
+            tmp.unlink(missing_ok=True)
+        raise
     # Names carry the final shard count, known only now; the temp names keep a crash from leaving
     # a half-written shard under a name readers would pick up.
     for i, tmp in enumerate(tmp_paths):

@@ -219,6 +219,7 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
             compute=_actors(res.pool_min, res.pool_max),
             num_cpus=cpus,
             num_gpus=res.num_gpus or None,
+            **({"memory": res.memory} if res.memory else {}),  # RAM reserved per actor (job config)
         )
     domains = sorted({resolve(n)[0].domain for n in names} - {"caption"})
     ds = ds.map_batches(

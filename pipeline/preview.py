@@ -26,13 +26,21 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-def _tile(data: bytes | None, tile: int, font: ImageFont.ImageFont, nearest: bool = False) -> Image.Image:
-    """File bytes -> a tile x tile RGB thumbnail, aspect kept and centred; a marked blank for a missing label."""
+def _blank(tile: int, font: ImageFont.ImageFont, text: str) -> Image.Image:
     canvas = Image.new("RGB", (tile, tile), TILE_BACKGROUND)
+    ImageDraw.Draw(canvas).text((tile // 2, tile // 2), text, fill=MUTED, font=font, anchor="mm")
+    return canvas
+
+
+def _tile(data: bytes | None, tile: int, font: ImageFont.ImageFont, nearest: bool = False) -> Image.Image:
+    """File bytes -> a tile x tile RGB thumbnail, aspect kept and centred; a marked blank for a missing label.
+    Raises `Image.DecompressionBombError` from the header alone for a file over Pillow's pixel limit."""
     if data is None:
-        ImageDraw.Draw(canvas).text((tile // 2, tile // 2), "none", fill=MUTED, font=font, anchor="mm")
-        return canvas
+        return _blank(tile, font, "none")
+    canvas = Image.new("RGB", (tile, tile), TILE_BACKGROUND)
     with Image.open(io.BytesIO(data)) as img:
+        if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):  # Pillow only warns below 2x
+            raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels exceeds the preview's limit")
         img.draft("RGB", (tile, tile))  # JPEG: decode at reduced scale, much faster for 1024px files
         thumb = img.convert("RGB")
     # NEAREST for segmentation keeps palette colours exact; the others look better smoothed.
@@ -45,6 +53,9 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.Imag
     """Greedy word wrap to `width` pixels, at most `max_lines` lines (the last one ends with an ellipsis if cut)."""
     lines: list[str] = []
     current = ""
+    # Only `max_lines` lines are shown: wrap a prefix (a 50 MB caption would exceed Pillow's 1M-character
+    # limit on measured text, ImageFont.MAX_STRING_LENGTH) whose length no narrower glyphs could fill.
+    text = text[: max_lines * (width + 1)]
     for word in text.split():
         candidate = f"{current} {word}".strip()
         if draw.textlength(candidate, font=font) <= width:
@@ -70,9 +81,13 @@ def contact_sheet(
     tile: int = 160,
     domains: Sequence[str] | None = None,
     caption_lines: int = 2,
+    problems: list[str] | None = None,
 ) -> Image.Image:
     """PIL image of the first `n` records: a header row of domain names, then per record the image
-    and each label domain (all domains present among them when `domains` is None), captions below."""
+    and each label domain (all domains present among them when `domains` is None), captions below.
+
+    A file that cannot be shown (undecodable, over Pillow's pixel limit) becomes a tile marked
+    "unreadable"; one line per such file, naming the record and domain, is appended to `problems`."""
     chosen = list(itertools.islice(records, n))
     if domains is None:
         present = {d for r in chosen for d in r.labels}
@@ -100,7 +115,13 @@ def contact_sheet(
     for record, block, h in zip(chosen, caption_blocks, row_heights):
         for c, domain in enumerate(columns):
             data = record.image if domain == IMAGE else record.labels.get(domain)
-            sheet.paste(_tile(data, tile, font, nearest=domain == "seg_12colors"), (PAD + c * (tile + PAD), y))
+            try:
+                thumb = _tile(data, tile, font, nearest=domain == "seg_12colors")
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:  # PIL's errors for a bad file
+                thumb = _blank(tile, font, "unreadable")
+                if problems is not None:
+                    problems.append(f"record {record.id}: {domain} not shown: {type(exc).__name__}: {exc}")
+            sheet.paste(thumb, (PAD + c * (tile + PAD), y))
         for i, line in enumerate(block):
             draw.text((PAD, y + tile + PAD + i * line_h), line, fill=TEXT, font=font)
         y += h

@@ -47,6 +47,9 @@ DEPTH_MINMAX_SLACK = 32  # min <= 32 and max >= 223: per-image min-max normalise
 # Means and channel statistics are read on every 4th pixel in each direction (1/16 of the work);
 # the palette check and depth's min/max, where one pixel matters, use every pixel.
 STATS_STRIDE = 4
+# Jodi reads at most 300 Gemma-2 tokens of a caption (jodi/codecs.py MAX_TOKENS, Sana's text length), about
+# 1,500 characters of English; a caption 10x longer is not a caption (a pasted document, a corrupt field).
+MAX_CAPTION_CHARS = 15_000
 
 
 @dataclass(frozen=True)
@@ -157,17 +160,20 @@ def check_files(files: dict[str, bytes], height: int, width: int) -> list[tuple[
     for domain, data in files.items():
         try:
             with Image.open(io.BytesIO(data)) as img:
+                if img.size != (width, height):  # decided from the header: a bomb is never decoded
+                    what = "info" if domain == IMAGE else "image"
+                    found.append((domain, "size", f"{img.format} {img.width}x{img.height} != {what} {width}x{height}"))
+                    continue
                 img.load()
-                size, fmt = img.size, img.format
                 findings = check_domain(domain, img) if domain != IMAGE else []
                 if domain == IMAGE and img.mode != "RGB":
                     findings.append(("value_range", f"image mode {img.mode}, expected RGB"))
+        except Image.DecompressionBombError as e:  # Pillow refuses it from the header (> 2x MAX_IMAGE_PIXELS)
+            found.append((domain, "decompression_bomb", str(e)))
+            continue
         except Exception as e:  # PIL raises many types for a bad file; every one is a "decode" finding
             found.append((domain, "decode", f"{type(e).__name__}: {e}"))
             continue
-        if size != (width, height):
-            what = "info" if domain == IMAGE else "image"
-            found.append((domain, "size", f"{fmt} {size[0]}x{size[1]} != {what} {width}x{height}"))
         found += [(domain, check, detail) for check, detail in findings]
     return found
 
@@ -217,7 +223,15 @@ def _check_entry(entry: JointEntry, where: str) -> tuple[list[Problem], list[str
         except OSError as e:
             problems.append(Problem(where, "missing_file", f"{domain}: {rel}: {e.strerror}"))
     found, domains = _findings(where, files, entry.height, entry.width, entry.files)
-    return problems + found, domains
+    return problems + found + _caption_problems(where, entry.captions), domains
+
+
+def _caption_problems(where: str, captions: dict[str, str]) -> list[Problem]:
+    return [
+        Problem(where, "caption", f"caption {model!r} has {len(text):,} characters (more than {MAX_CAPTION_CHARS:,})")
+        for model, text in captions.items()
+        if len(text) > MAX_CAPTION_CHARS
+    ]
 
 
 def _name(path) -> str:
@@ -297,6 +311,8 @@ def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter, po
     for domain, value in files.items():
         if value.get("path") and value["path"] != relative_path(domain, rid):
             report.add(where, "schema", f"{domain} path {value['path']!r} != {relative_path(domain, rid)!r}")
+    captions = {c.get("model") or "?": c.get("text") or "" for c in row.get("caption") or []}
+    report.problems += _caption_problems(where, captions)
     data = {d: v.get("bytes") or b"" for d, v in files.items()}
     pool.submit(_findings, where, data, info["height"], info["width"], {d: d for d in data})
 

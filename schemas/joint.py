@@ -76,8 +76,22 @@ class JointEntry:
             return Storage(str(self.root)).get(rel)
         return self.path(domain).read_bytes()
 
+    @property
+    def where(self) -> str:
+        """`metadata.<split>.jsonl:<line>`: where a problem with this entry is reported."""
+        return _where(Path(f"metadata.{self.split}.jsonl" if self.split else METADATA), self.line)
+
     def to_record(self) -> LabeledRecord:
-        """Read every file of the entry into a `LabeledRecord` (source = the image path in the dataset)."""
+        """Read every file of the entry into a `LabeledRecord` (source = the image path in the dataset).
+        A path that escapes the root or a file that cannot be read raises naming the metadata line."""
+        try:
+            return self._read_record()
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"{self.where}: {exc}") from None
+        except OSError as exc:
+            raise JointFormatError(f"{self.where}: cannot read {exc.filename or 'a file'}: {exc.strerror}") from None
+
+    def _read_record(self) -> LabeledRecord:
         return LabeledRecord(
             id=self.id,
             source=self.files[IMAGE],

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from jobs.e2e import split_joint
+from pipeline.split import split_joint
 
 
 def test_e2e_labels_trains_and_evaluates(tmp_path, ray_local):
