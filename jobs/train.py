@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from jodi.train_config import DataSource, NewDomain, TrainConfig
+from jodi.train.config import DataSource, NewDomain, TrainConfig
 
 _TUPLES = ("betas",)
 
@@ -68,7 +68,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jodi.train import train
+    from jodi.train.runner import train
 
     cfg = build_config(args)
     result = train(cfg)

@@ -25,9 +25,8 @@ from jodi.blocks import (
     sincos_2d,
 )
 from jodi.codecs import WeightsUnavailableError
+from jodi.roles import CONDITION, GENERATE, IGNORE
 from schemas import ALL_DOMAINS
-
-GENERATE, CONDITION, IGNORE = 0, 1, 2  # Jodi `model/nets/jodi.py`: "0: generated, 1: condition, 2: null"
 
 
 @dataclass(frozen=True)

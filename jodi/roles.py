@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Role codes as in the released model (`model/nets/jodi.py`: "0: generated, 1: condition, 2: null").
+# Role codes as in the released model (`model/nets/jodi.py`: "0: generated, 1: condition, 2: null"); the model,
+# the sampler and the trainer all import them from here.
 GENERATE, CONDITION, IGNORE = 0, 1, 2
 TASKS: tuple[str, ...] = ("joint", "controllable", "perception")
 

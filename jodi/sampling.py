@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from jodi.flow import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
-from jodi.model import CONDITION, GENERATE, IGNORE, Jodi
+from jodi.model import Jodi
+from jodi.roles import CONDITION, GENERATE, IGNORE
 
 SOLVERS = ("dpm", "euler")
 

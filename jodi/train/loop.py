@@ -1,5 +1,5 @@
 """The per-worker training loop, written against a small `Session` so the same code runs
-under Ray Train (jodi/train.py) and in one process (tests, the benchmark).
+under Ray Train (jodi/train/runner.py) and in one process (tests, the benchmark).
 
 Objective (reference jodi.md §4 "Objective"): flow matching with target v = noise - x0,
 one logit-normal timestep per sample shifted with s = 3, x_t built for all domains,
@@ -22,10 +22,10 @@ import torch
 
 from jodi.flow import add_noise, logit_normal_sigmas, velocity_target
 from jodi.roles import GENERATE
-from jodi.train_ckpt import build_initial_model, load_checkpoint, restore_rng, rng_state, save_checkpoint, set_null_caption
-from jodi.train_config import TrainConfig
-from jodi.train_data import Batch, Collator, bucketed_batches
-from jodi.train_metrics import MetricsWindow, format_line
+from jodi.train.ckpt import build_initial_model, load_checkpoint, restore_rng, rng_state, save_checkpoint, set_null_caption
+from jodi.train.config import TrainConfig
+from jodi.train.data import Batch, Collator, bucketed_batches
+from jodi.train.metrics import MetricsWindow, format_line
 
 
 class Session(Protocol):

@@ -1,6 +1,6 @@
 """`train(cfg)`: fine-tune Jodi on latent caches with Ray Train (one GPU or many nodes).
 
-A `TorchTrainer` runs `run_training` (jodi/train_loop.py) on every worker. The
+A `TorchTrainer` runs `run_training` (jodi/train/loop.py) on every worker. The
 latent caches are one Ray Dataset; each worker iterates its own streaming shard
 (`ray.train.get_dataset_shard`), so the data is never copied per worker.
 Checkpoints go through Ray Train to `<output>/<run_name>` (any storage Ray Train
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from jodi.train_config import TrainConfig
-from jodi.train_data import Collator, load_null_text, read_cache_info, read_dataset
-from jodi.train_loop import run_training
-from jodi.train_metrics import plot_loss_curve
+from jodi.train.config import TrainConfig
+from jodi.train.data import Collator, load_null_text, read_cache_info, read_dataset
+from jodi.train.loop import run_training
+from jodi.train.metrics import plot_loss_curve
 
 
 def make_collator(cfg: TrainConfig) -> Collator:
     """The batch builder for these caches; all caches must share encoders and domains."""
-    from jodi.train_ckpt import model_config
+    from jodi.train.ckpt import model_config
 
     infos = [read_cache_info(src.path) for src in cfg.data]
     first = infos[0]
@@ -187,7 +187,7 @@ def _absolute(path: str) -> str:
 
 
 def _project_root() -> str:
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the repository root (jodi/train/runner.py)
     extra = os.environ.get("PYTHONPATH")
     return f"{root}{os.pathsep}{extra}" if extra else root
 

@@ -29,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from jodi.model import PRESETS, Jodi, JodiConfig, read_state_dict
-from jodi.train_config import TrainConfig
+from jodi.train.config import TrainConfig
 from schemas.domains import ALL_DOMAINS
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
