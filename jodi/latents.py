@@ -22,9 +22,10 @@ import numpy as np
 import pyarrow as pa
 
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION
+from jodi.features import DINO_REVISION
 from schemas.domains import ALL_DOMAINS, CAPTION, LABEL_DOMAINS, annotation_key
 
-LATENT_SCHEMA_VERSION = "1.0"
+LATENT_SCHEMA_VERSION = "1.1"  # 1.1: optional class_name and dino columns
 CACHE_META = "cache.json"
 NULL_TEXT = "null_text.safetensors"
 LATENT_DIR = "latents"
@@ -40,6 +41,8 @@ LATENT_SCHEMA = pa.schema(
         pa.field("latents", pa.binary(), nullable=False),  # float16 (D, C, h, w); zeros where absent
         pa.field("caption_models", pa.list_(pa.string())),
         pa.field("caption_embs", pa.list_(pa.binary())),  # float16 (n_i, C_text), real tokens only
+        pa.field("class_name", pa.string()),  # opt-in: the folder holding the source file (ImageNet layout)
+        pa.field("dino", pa.binary()),  # opt-in: float16 (h * w, F) DINOv2 patch features of the image (REPA)
     ],
     metadata={"jodi_latent_schema_version": LATENT_SCHEMA_VERSION},
 )
@@ -60,6 +63,9 @@ class CacheConfig:
     concurrency: int = 1
     num_gpus: float = 0.0
     num_cpus: float = 1.0
+    classes_from_folders: bool = False  # class label = name of the folder holding each source image
+    dino: str | None = None  # DINOv2 hub id or folder: cache REPA targets (jodi/features.py DINO_ID)
+    dino_revision: str = DINO_REVISION
 
 
 # ---------------------------------------------------------------- buckets
@@ -164,7 +170,7 @@ def _read_joint_files(item: dict) -> dict:
     return out
 
 
-def prepare_row(row: dict, resolution: int, empty_openpose: bool) -> dict:
+def prepare_row(row: dict, resolution: int, empty_openpose: bool, classes_from_folders: bool = False) -> dict:
     """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask."""
     from PIL import Image
 
@@ -190,7 +196,16 @@ def prepare_row(row: dict, resolution: int, empty_openpose: bool) -> dict:
         "present": present.tobytes(),
         "caption_models": [c["model"] for c in captions],
         "caption_texts": [c["text"] for c in captions],
+        "class_name": class_of(row.get("source") or "") if classes_from_folders else None,
     }
+
+
+def class_of(source: str) -> str:
+    """ImageNet-style layout `<root>/<class>/<file>`: the class is the folder holding the file."""
+    parts = source.replace("\\", "/").rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2]:
+        raise ValueError(f"{source!r} is not inside a class folder (expected <root>/<class>/<file>)")
+    return parts[-2]
 
 
 def load_encoders(cfg: CacheConfig):
@@ -215,10 +230,13 @@ class _Encode:
     def __init__(self, cfg: CacheConfig):
         import torch
 
+        from jodi.features import DinoFeatures
+
         self.codec, self.text = load_encoders(cfg)
+        self.dino = DinoFeatures.from_pretrained(cfg.dino, cfg.dino_revision) if cfg.dino else None
         self.chunk = max(1, cfg.batch_size)
         self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        for enc in (self.codec, self.text):
+        for enc in (self.codec, self.text, self.dino):
             if hasattr(enc, "to"):
                 enc.to(self.device)
 
@@ -228,6 +246,7 @@ class _Encode:
         n = len(batch["id"])
         latents: list[bytes] = [b""] * n
         lat_hw = [(0, 0)] * n
+        dino: list[bytes | None] = [None] * n
         by_shape: dict[tuple, list[int]] = {}
         for i in range(n):
             by_shape.setdefault(tuple(int(s) for s in batch["shape"][i]), []).append(i)
@@ -252,6 +271,12 @@ class _Encode:
                 for j, i in enumerate(rows):
                     latents[i] = z[j].astype(np.float16).tobytes()
                     lat_hw[i] = (z.shape[-2], z.shape[-1])
+                if self.dino is not None:  # REPA targets of the image (domain 0), on the latent grid
+                    images = np.stack([np.frombuffer(batch["pixels"][i], np.uint8).reshape(shape)[0] for i in rows])
+                    for start in range(0, len(rows), self.chunk):
+                        feats = self.dino(images[start : start + self.chunk], (z.shape[-2], z.shape[-1]))
+                        for i, f in zip(rows[start : start + self.chunk], feats.numpy()):
+                            dino[i] = f.astype(np.float16).tobytes()
             texts = [t for ts in batch["caption_texts"] for t in ts]
             embs = self._encode_text(texts) if texts else []
         caption_embs, k = [], 0
@@ -269,6 +294,8 @@ class _Encode:
                 "latents": latents,
                 "caption_models": [list(m) for m in batch["caption_models"]],
                 "caption_embs": caption_embs,
+                "class_name": list(batch["class_name"]),
+                "dino": dino,
             },
             schema=LATENT_SCHEMA,
         )
@@ -293,6 +320,23 @@ def cached_ids(output: str) -> set[str]:
     for f in sorted(folder.glob("*.parquet")):
         ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
     return ids
+
+
+def _column_facts(folder: Path, cfg: CacheConfig) -> dict:
+    """cache.json entries of the opt-in columns: the sorted class list (its order = class ids) and the
+    DINOv2 feature width."""
+    import pyarrow.parquet as pq
+
+    facts: dict = {}
+    files = sorted(folder.glob("*.parquet"))
+    if cfg.classes_from_folders:
+        names = {n for f in files for n in pq.read_table(f, columns=["class_name"]).column("class_name").to_pylist()}
+        facts["classes"] = sorted(n for n in names if n is not None)
+    if cfg.dino:
+        from transformers import AutoConfig
+
+        facts["dino_dim"] = int(AutoConfig.from_pretrained(cfg.dino, revision=cfg.dino_revision).hidden_size)
+    return facts
 
 
 def _drop_ids(table: pa.Table, ids: list[str]) -> pa.Table:
@@ -330,8 +374,9 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     meta_path = out / CACHE_META
     meta = {"schema_version": LATENT_SCHEMA_VERSION, "domains": list(ALL_DOMAINS), **asdict(cfg)}
     old_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    for key in ("vae", "text_encoder", "resolution", "domains"):
-        if old_meta and old_meta.get(key) != meta[key]:
+    legacy = {"dino": None, "classes_from_folders": False}  # caches written before these options existed
+    for key in ("vae", "text_encoder", "resolution", "domains", "dino", "classes_from_folders"):
+        if old_meta and old_meta.get(key, legacy.get(key)) != meta[key]:
             raise ValueError(f"{out} was cached with {key}={old_meta.get(key)!r}, not {meta[key]!r}; use a new output")
     if "latent_channels" in old_meta and (out / NULL_TEXT).exists():
         meta["latent_channels"], meta["text_channels"] = old_meta["latent_channels"], old_meta["text_channels"]
@@ -346,7 +391,8 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     if new:
         if done:
             ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
-        ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose})
+        ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose,
+                                            "classes_from_folders": cfg.classes_from_folders})
         ds = ds.map_batches(
             _Encode,
             fn_constructor_args=(cfg,),
@@ -357,6 +403,7 @@ def run_cache_job(cfg: CacheConfig) -> dict:
         )
         ds.write_parquet(str(out / LATENT_DIR))
     meta["records"] = len(cached_ids(cfg.output))
+    meta.update(_column_facts(out / LATENT_DIR, cfg))
     meta_path.write_text(json.dumps(meta, indent=2))
     return {"total": len(ids), "new": new, "cached": meta["records"]}
 

@@ -55,6 +55,7 @@ class MMGenConfig:
     repa_dim: int = 768  # DINOv2-B patch feature width (facebook/dinov2-base model card)
     repa_hidden: int = 2048  # REPA's projector: 3 linears with SiLU, hidden 2048 (REPA §4 "Implementation")
     decoupled_timesteps: bool = True  # always: one timestep per domain is the recipe
+    extra_domains: tuple[str, ...] = ()  # names of domains beyond schemas.ALL_DOMAINS (grown by the trainer)
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
@@ -64,7 +65,7 @@ class MMGenConfig:
 
     @property
     def domains(self) -> tuple[str, ...]:
-        return ALL_DOMAINS[: self.num_domains]
+        return (*ALL_DOMAINS, *self.extra_domains)[: self.num_domains]
 
 
 MMGEN_PRESETS: dict[str, MMGenConfig] = {

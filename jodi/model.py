@@ -49,11 +49,12 @@ class JodiConfig:
     # Modality decoupling (MMGen, arXiv 2503.20644 §3): one timestep per domain, a condition is a domain at
     # t = 0. A training and sampling option; it adds no parameter, so the checkpoint layout is unchanged.
     decoupled_timesteps: bool = False
+    extra_domains: tuple[str, ...] = ()  # names of domains beyond schemas.ALL_DOMAINS (grown by the trainer)
 
     @property
     def domains(self) -> tuple[str, ...]:
         """Domain names in model order (the first `num_domains` of schemas.ALL_DOMAINS)."""
-        return ALL_DOMAINS[: self.num_domains]
+        return (*ALL_DOMAINS, *self.extra_domains)[: self.num_domains]
 
 
 PRESETS: dict[str, JodiConfig] = {

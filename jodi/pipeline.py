@@ -17,7 +17,8 @@ from torch import Tensor
 
 from jodi.buckets import nearest_bucket
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION, LatentCodec, TextEncoder
-from jodi.model import Jodi, build_model, load_weights
+from jodi.loading import load_model
+from jodi.model import Jodi, build_model
 from jodi.sampling import PERCEPTION, SamplerConfig, roles_for, sample
 from schemas import IMAGE, canonical_domain
 from schemas.encoding import decode_seg, encode_albedo, encode_depth, encode_edge, encode_lineart, encode_normal
@@ -91,14 +92,12 @@ class JodiPipeline:
         text_revision: str | None = TEXT_REVISION,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        lora: str | None = None,
+        merge_lora: bool = False,
     ) -> JodiPipeline:
-        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs)."""
-        if weights:  # build on the meta device and adopt the checkpoint's tensors: no wasted random init
-            with torch.device("meta"):
-                model = build_model(preset)
-            load_weights(model, weights, assign=True)
-        else:
-            model = build_model(preset)
+        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs).
+        A trainer checkpoint is rebuilt from its model.json; `lora` adds an adapter, merged on request."""
+        model = load_model(weights, preset, lora=lora, merge=merge_lora)
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype,
                                            max_length=model.cfg.model_max_length).to(device)

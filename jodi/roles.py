@@ -69,6 +69,21 @@ def sample_roles(available: np.ndarray, rng: np.random.Generator) -> tuple[str, 
     return task, roles
 
 
+def drop_modalities(roles: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """MMGen's modality dropout (arXiv 2503.20644 §3.2): each label domain that takes part ([G] or [C]) becomes
+    [X] with probability `p`, so the model learns every subset. One [G] domain always remains; the image
+    (domain 0) is never dropped. Draws nothing when p = 0, so runs without it keep their random stream."""
+    roles = np.asarray(roles, dtype=np.int64).copy()
+    if p <= 0:
+        return roles
+    drop = rng.random(roles.shape[0]) < p
+    drop[0] = False
+    out = np.where(drop & (roles != IGNORE), IGNORE, roles)
+    if not (out == GENERATE).any():  # keep the generated domains rather than leave nothing to learn
+        out = np.where(roles == GENERATE, GENERATE, out)
+    return out
+
+
 def drops_text(task: str) -> bool:
     """Perception never sees the caption (reference `force_drop_ids = role[:, 0] == 1`, paper App. B)."""
     return task == "perception"

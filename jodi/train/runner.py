@@ -38,11 +38,20 @@ def make_collator(cfg: TrainConfig) -> Collator:
             first.latent_channels, first.text_channels, first.domains):
             raise ValueError(f"{src.path} was encoded differently from {cfg.data[0].path}")
     mcfg = model_config(cfg)
-    if first.text_channels != mcfg.caption_channels or first.latent_channels != mcfg.in_channels:
+    text_ok = getattr(mcfg, "num_classes", 0) or first.text_channels == mcfg.caption_channels
+    if not text_ok or first.latent_channels != mcfg.in_channels:
         raise ValueError(
             f"cache has latent/text channels {first.latent_channels}/{first.text_channels}, preset "
             f"{cfg.preset!r} expects {mcfg.in_channels}/{mcfg.caption_channels}"
         )
+    if cfg.num_classes and len(first.classes) != cfg.num_classes:
+        raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data[0].path} has {len(first.classes)} classes "
+                         "(cache with --classes-from-folders)")
+    if cfg.repa_weight and not first.dino_dim:
+        raise ValueError(f"repa_weight={cfg.repa_weight} needs DINOv2 features: cache {cfg.data[0].path} with --dino")
+    if cfg.repa_weight and first.dino_dim != getattr(mcfg, "repa_dim", None):
+        raise ValueError(f"cached DINOv2 features are {first.dino_dim}-d; preset {cfg.preset!r} projects to "
+                         f"{getattr(mcfg, 'repa_dim', 'nothing (REPA needs an MMGen preset)')}")
     return Collator(
         latent_channels=first.latent_channels,
         text_channels=first.text_channels,
@@ -51,6 +60,9 @@ def make_collator(cfg: TrainConfig) -> Collator:
         null_text=load_null_text(cfg.data[0].path, mcfg.model_max_length),
         caption_dropout=cfg.caption_dropout,
         num_domains=len(first.domains),
+        modality_dropout=cfg.modality_dropout,
+        classes=first.classes if cfg.num_classes else (),
+        dino_dim=first.dino_dim if cfg.repa_weight else 0,
     )
 
 
