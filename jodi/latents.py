@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from jodi.buckets import bucket_sizes, fit_to_bucket, nearest_bucket_key
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION
 from jodi.features import DINO_REVISION
 from schemas.domains import ALL_DOMAINS, CAPTION, LABEL_DOMAINS, annotation_key
 
+_SAFE_ID = re.compile(r"[0-9A-Za-z_-]+")
 LATENT_SCHEMA_VERSION = "1.1"  # 1.1: optional class_name and dino columns
 CACHE_META = "cache.json"
 NULL_TEXT = "null_text.safetensors"
@@ -66,43 +69,9 @@ class CacheConfig:
     classes_from_folders: bool = False  # class label = name of the folder holding each source image
     dino: str | None = None  # DINOv2 hub id or folder: cache REPA targets (jodi/features.py DINO_ID)
     dino_revision: str = DINO_REVISION
-
-
-# ---------------------------------------------------------------- buckets
-
-
-def bucket_sizes(resolution: int) -> dict[str, tuple[int, int]]:
-    """The reference's 15 buckets scaled to `resolution` (1024 = as in the paper), in pixels,
-    each side a multiple of 32 (the DC-AE downsampling factor) and at least 32."""
-    from jodi.buckets import BUCKETS
-
-    out = {}
-    for ratio, (h, w) in BUCKETS.items():
-        scale = resolution / 1024
-        out[str(float(ratio))] = tuple(max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
-    return out
-
-
-def nearest_bucket_key(height: int, width: int) -> str:
-    """The bucket whose ratio h/w is closest, chosen from the stored size without opening the image."""
-    from jodi.buckets import BUCKETS
-
-    ratio = height / width
-    return str(float(min(BUCKETS, key=lambda r: abs(float(r) - ratio))))
-
-
-def fit_to_bucket(img, size: tuple[int, int]) -> np.ndarray:
-    """PIL image -> uint8 (H, W, 3): bicubic resize to cover the bucket, then centre crop, as the
-    reference loader does for every domain (segmentation included)."""
-    from PIL import Image
-
-    bh, bw = size
-    img = img.convert("RGB")
-    scale = max(bh / img.height, bw / img.width)
-    new = (max(bw, round(img.width * scale)), max(bh, round(img.height * scale)))
-    img = img.resize(new, Image.BICUBIC)
-    left, top = (img.width - bw) // 2, (img.height - bh) // 2
-    return np.asarray(img.crop((left, top, left + bw, top + bh)))
+    # New label domains beyond the Joint seven: (name, folder holding `<id>.png|.jpg` labels) each, e.g.
+    # the output of an extra annotator or of a user's own labeler.
+    extra_domains: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- stages
@@ -170,16 +139,20 @@ def _read_joint_files(item: dict) -> dict:
     return out
 
 
-def prepare_row(row: dict, resolution: int, empty_openpose: bool, classes_from_folders: bool = False) -> dict:
-    """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask."""
+def prepare_row(row: dict, resolution: int, empty_openpose: bool, classes_from_folders: bool = False,
+                extra_domains: tuple[tuple[str, str], ...] = ()) -> dict:
+    """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask.
+    D = the Joint domains, then `extra_domains` ((name, folder of `<id>.png|.jpg` labels), in order)."""
     from PIL import Image
 
     key = nearest_bucket_key(int(row["height"]), int(row["width"]))
     size = bucket_sizes(resolution)[key]
-    pixels = np.zeros((len(ALL_DOMAINS), size[0], size[1], 3), dtype=np.uint8)
-    present = np.zeros(len(ALL_DOMAINS), dtype=np.uint8)
-    for i, domain in enumerate(ALL_DOMAINS):
-        data = row["image"] if domain == "image" else row[annotation_key(domain)]
+    domains = (*ALL_DOMAINS, *(name for name, _ in extra_domains))
+    pixels = np.zeros((len(domains), size[0], size[1], 3), dtype=np.uint8)
+    present = np.zeros(len(domains), dtype=np.uint8)
+    extra = {name: extra_label(folder, str(row["id"])) for name, folder in extra_domains}
+    for i, domain in enumerate(domains):
+        data = row["image"] if domain == "image" else extra[domain] if domain in extra else row[annotation_key(domain)]
         if data is not None:
             with Image.open(io.BytesIO(data)) as img:
                 pixels[i] = fit_to_bucket(img, size)
@@ -198,6 +171,27 @@ def prepare_row(row: dict, resolution: int, empty_openpose: bool, classes_from_f
         "caption_texts": [c["text"] for c in captions],
         "class_name": class_of(row.get("source") or "") if classes_from_folders else None,
     }
+
+
+def extra_label(folder: str, record_id: str) -> bytes | None:
+    """The bytes of `<folder>/<id>.png` (or .jpg), None when the record has no such label. Ids are Joint's
+    md5 hex names; anything else is refused, so a path from metadata never leaves `folder`."""
+    if not _SAFE_ID.fullmatch(record_id):
+        raise ValueError(f"record id {record_id!r} cannot name a label file (expected letters, digits, _ or -)")
+    for ext in (".png", ".jpg", ".jpeg"):
+        path = Path(folder) / f"{record_id}{ext}"
+        if path.is_file():
+            return path.read_bytes()
+    return None
+
+
+def cache_domains(cfg: CacheConfig) -> tuple[str, ...]:
+    """The domains a cache stores, in latent order: the Joint domains, then the extra ones."""
+    names = tuple(name for name, _ in cfg.extra_domains)
+    bad = [n for n in names if n in ALL_DOMAINS or not _SAFE_ID.fullmatch(n)]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"extra domains must be new, distinct, plain names; got {list(names)}")
+    return (*ALL_DOMAINS, *names)
 
 
 def class_of(source: str) -> str:
@@ -372,7 +366,7 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     out = Path(cfg.output)
     (out / LATENT_DIR).mkdir(parents=True, exist_ok=True)
     meta_path = out / CACHE_META
-    meta = {"schema_version": LATENT_SCHEMA_VERSION, "domains": list(ALL_DOMAINS), **asdict(cfg)}
+    meta = {"schema_version": LATENT_SCHEMA_VERSION, **asdict(cfg), "domains": list(cache_domains(cfg))}
     old_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     legacy = {"dino": None, "classes_from_folders": False}  # caches written before these options existed
     for key in ("vae", "text_encoder", "resolution", "domains", "dino", "classes_from_folders"):
@@ -392,7 +386,9 @@ def run_cache_job(cfg: CacheConfig) -> dict:
         if done:
             ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
         ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose,
-                                            "classes_from_folders": cfg.classes_from_folders})
+                                            "classes_from_folders": cfg.classes_from_folders,
+                                            "extra_domains": tuple((n, str(Path(f).resolve()))
+                                                                   for n, f in cfg.extra_domains)})
         ds = ds.map_batches(
             _Encode,
             fn_constructor_args=(cfg,),

@@ -56,7 +56,7 @@ def guided_velocity(
     """
     b = x.shape[0]
     t = (sigma * NUM_TRAIN_TIMESTEPS).expand(b).to(x.device, torch.float32)
-    if getattr(model.cfg, "decoupled_timesteps", False):
+    if getattr(getattr(model, "cfg", None), "decoupled_timesteps", False):
         t = torch.where(role == CONDITION, 0.0, t[:, None].expand(role.shape))
     dtype = next(model.parameters()).dtype
     cast = lambda e: e.to(dtype) if e.is_floating_point() else e  # noqa: E731 - class ids stay integers

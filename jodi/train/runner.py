@@ -38,6 +38,9 @@ def make_collator(cfg: TrainConfig) -> Collator:
             first.latent_channels, first.text_channels, first.domains):
             raise ValueError(f"{src.path} was encoded differently from {cfg.data[0].path}")
     mcfg = model_config(cfg)
+    if tuple(first.domains) != tuple(mcfg.domains):
+        raise ValueError(f"{cfg.data[0].path} stores domains {list(first.domains)} but the model has "
+                         f"{list(mcfg.domains)}: list the cache's extra domains as new_domains")
     text_ok = getattr(mcfg, "num_classes", 0) or first.text_channels == mcfg.caption_channels
     if not text_ok or first.latent_channels != mcfg.in_channels:
         raise ValueError(
