@@ -1,7 +1,7 @@
 """Training input: latent-cache rows -> aspect-ratio bucketed batches with sampled roles.
 
-Each Ray Train worker iterates its own shard of one Ray Dataset (no copy of the
-data per worker). Rows pass a seeded local shuffle buffer, then go to one buffer
+Each Ray Train worker streams its own deterministic share of the cache files
+(`worker_rows`; no copy of the data per worker). Rows pass a seeded local shuffle buffer, then go to one buffer
 per bucket; a batch is emitted when a bucket has `batch_size` rows, so every
 batch has one latent size (reference `AspectRatioBatchSampler`, drop_last=True).
 The order is a pure function of (input order, seed, epoch, rank), so a resumed
@@ -72,6 +72,53 @@ def _add_column(table, value: int):
     import pyarrow as pa
 
     return table.append_column("source_index", pa.array([value] * table.num_rows, pa.int32()))
+
+
+# ---------------------------------------------------------------- worker shards
+
+
+def cache_files(paths: Iterable[str]) -> list[tuple[int, object, str]]:
+    """(source index, pyarrow filesystem, file) of every latent-cache Parquet file, sorted per cache.
+    Local folders and URIs (s3://, gs://, ...) go through pyarrow's filesystems."""
+    import pyarrow.fs as pafs
+
+    out = []
+    for k, path in enumerate(paths):
+        if "://" in path:
+            fs, root = pafs.FileSystem.from_uri(path)
+        else:
+            fs, root = pafs.LocalFileSystem(), str(Path(path).resolve())
+        infos = fs.get_file_info(pafs.FileSelector(f"{root.rstrip('/')}/{LATENT_DIR}"))
+        out += [(k, fs, info.path) for info in sorted(infos, key=lambda i: i.path) if info.path.endswith(".parquet")]
+    return out
+
+
+def worker_rows(files: list[tuple[int, object, str]], rank: int, world_size: int) -> Iterator[dict]:
+    """The rows worker `rank` of `world_size` trains on in an epoch, streamed file by file.
+
+    Whole files go round-robin (`files[rank::world_size]`) when there are at least as many files as workers
+    (a cache written by Ray Data has one file per block); a smaller cache is split row by row. Either way the
+    split is a pure function of (files, rank, world_size), so after a kill every worker resumes with exactly
+    the rows it would have seen (Ray Data's streaming split assigns blocks dynamically and cannot promise that).
+    """
+    import pyarrow.parquet as pq
+
+    def rows(entry):
+        k, fs, path = entry
+        for batch in pq.ParquetFile(path, filesystem=fs).iter_batches(batch_size=256):
+            for row in batch.to_pylist():
+                yield {**row, "source_index": k}
+
+    if len(files) >= world_size:
+        for entry in files[rank::world_size]:
+            yield from rows(entry)
+        return
+    index = 0
+    for entry in files:
+        for row in rows(entry):
+            if index % world_size == rank:
+                yield row
+            index += 1
 
 
 # ---------------------------------------------------------------- bucketing

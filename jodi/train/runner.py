@@ -1,8 +1,9 @@
 """`train(cfg)`: fine-tune Jodi on latent caches with Ray Train (one GPU or many nodes).
 
-A `TorchTrainer` runs `run_training` (jodi/train/loop.py) on every worker. The
-latent caches are one Ray Dataset; each worker iterates its own streaming shard
-(`ray.train.get_dataset_shard`), so the data is never copied per worker.
+A `TorchTrainer` runs `run_training` (jodi/train/loop.py) on every worker. Each
+worker streams its own share of the latent-cache files (`worker_rows`: a pure
+function of files, rank and world size, so a resumed worker sees the same rows),
+so the data is never copied per worker.
 Checkpoints go through Ray Train to `<output>/<run_name>` (any storage Ray Train
 accepts: a local folder or a pyarrow/fsspec URI), keeping the last
 `keep_checkpoints`. Running again with the same output and run name resumes from
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from jodi.train.config import TrainConfig
-from jodi.train.data import Collator, load_null_text, read_cache_info, read_dataset
+from jodi.train.data import Collator, cache_files, load_null_text, read_cache_info, worker_rows
 from jodi.train.loop import run_training
 from jodi.train.metrics import plot_loss_curve
 
@@ -97,10 +98,10 @@ class RaySession:
         self.cfg = cfg
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.shard = ray.train.get_dataset_shard("train")
+        self.files = cache_files([src.path for src in cfg.data])
 
     def rows(self, epoch: int):
-        return self.shard.iter_rows()  # every call is a new pass over this worker's shard
+        return worker_rows(self.files, self.rank, self.world_size)  # a new pass over this worker's rows
 
     def prepare_model(self, model):
         import ray.train.torch
@@ -154,8 +155,7 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
     Returns {"metrics": last metrics, "checkpoint": path of the last checkpoint, "loss_curve": png}.
     `worker_fn(config)` replaces the per-worker function (instrumented runs in tests)."""
     import ray
-    from ray.data import ExecutionOptions
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
@@ -180,9 +180,6 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             worker_runtime_env={"env_vars": {"PYTHONPATH": _project_root()}},
         ),
-        datasets={"train": read_dataset([src.path for src in cfg.data])},
-        # Keep the block order: with one worker the stream (and so a resumed run) is deterministic.
-        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )
     result = trainer.fit()
     out = {"metrics": dict(result.metrics or {}), "checkpoint": None, "loss_curve": None}
@@ -220,12 +217,7 @@ class LocalSession:
         self.reports: list[dict] = []
 
     def rows(self, epoch: int):
-        import pyarrow.parquet as pq
-
-        for k, src in enumerate(self.cfg.data):
-            for f in sorted((Path(src.path) / "latents").glob("*.parquet")):
-                for row in pq.read_table(f).to_pylist():
-                    yield {**row, "source_index": k}
+        return worker_rows(cache_files([src.path for src in self.cfg.data]), 0, 1)
 
     def prepare_model(self, model):
         return model.to(self.device)
