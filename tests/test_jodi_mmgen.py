@@ -168,3 +168,18 @@ def test_unknown_presets_and_bad_configs_fail_clearly():
     x, y, t = _inputs()
     with pytest.raises(ValueError, match="no REPA projector"):
         model(x, t, y, torch.zeros(2, 8, dtype=torch.long), return_repa=True)
+
+
+def test_training_config_builds_the_run_model():
+    """No REPA -> no projector (DDP needs every parameter in the graph); Jodi gets the timestep mode."""
+    from jodi.train.ckpt import model_config
+    from jodi.train.config import DataSource, NewDomain, TrainConfig
+
+    src = (DataSource("unused"),)
+    assert model_config(TrainConfig(data=src, preset="mmgen_tiny")).repa_block == 0
+    grown = model_config(TrainConfig(data=src, preset="mmgen_tiny", repa_weight=0.5, num_classes=3,
+                                     new_domains=(NewDomain("canny", "edge"),)))
+    assert (grown.repa_block, grown.num_classes, grown.domains[-1], grown.num_domains) == (1, 3, "canny", 9)
+    assert model_config(TrainConfig(data=src, preset="tiny", timesteps="per_domain")).decoupled_timesteps
+    with pytest.raises(ValueError, match="mmgen"):
+        model_config(TrainConfig(data=src, preset="tiny", num_classes=3))

@@ -49,6 +49,8 @@ def model_config(cfg: TrainConfig):
                "extra_domains": tuple(d.name for d in cfg.new_domains)}
     if isinstance(base, MMGenConfig):
         changes["num_classes"] = cfg.num_classes
+        if not cfg.repa_weight:  # no projector without REPA: DDP requires every parameter to get a gradient
+            changes["repa_block"] = 0
     elif cfg.num_classes:
         raise ValueError("class conditioning is part of the MMGen recipe: use an mmgen_* preset")
     else:
