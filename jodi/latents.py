@@ -228,6 +228,7 @@ class _Encode:
 
         self.codec, self.text = load_encoders(cfg)
         self.dino = DinoFeatures.from_pretrained(cfg.dino, cfg.dino_revision) if cfg.dino else None
+        self.classes = cfg.classes_from_folders
         self.chunk = max(1, cfg.batch_size)
         self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
         for enc in (self.codec, self.text, self.dino):
@@ -288,7 +289,8 @@ class _Encode:
                 "latents": latents,
                 "caption_models": [list(m) for m in batch["caption_models"]],
                 "caption_embs": caption_embs,
-                "class_name": list(batch["class_name"]),
+                # Ray Data turns an all-None column into float NaNs: read it only when classes were asked for
+                "class_name": [str(c) for c in batch["class_name"]] if self.classes else [None] * n,
                 "dino": dino,
             },
             schema=LATENT_SCHEMA,
