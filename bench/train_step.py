@@ -5,7 +5,7 @@
 With the cache a step is: collate cached latents + text embeddings -> forward/backward/AdamW.
 Without it, every step also decodes the JPEGs, resizes them to the bucket, runs the autoencoder on every
 domain and the text encoder on the captions (what `jodi cache-latents` does once). Both use the real
-stages of jodi/latents.py and jodi/train_loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
+stages of jodi/latents.py and jodi/train/loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
 ratio here understates the real one: DC-AE f32c32 and Gemma-2-2b cost far more than the tiny stand-ins.
 """
 
@@ -24,10 +24,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from jodi.latents import CacheConfig, _Encode, prepare_row  # noqa: E402
-from jodi.train_ckpt import build_initial_model  # noqa: E402
-from jodi.train_config import DataSource, TrainConfig  # noqa: E402
-from jodi.train_data import Collator, _pad_tokens  # noqa: E402
-from jodi.train_loop import build_optimizer, build_scheduler, train_step  # noqa: E402
+from jodi.train.ckpt import build_initial_model  # noqa: E402
+from jodi.train.config import DataSource, TrainConfig  # noqa: E402
+from jodi.train.data import Collator, _pad_tokens  # noqa: E402
+from jodi.train.loop import build_optimizer, build_scheduler, train_step  # noqa: E402
 from schemas.domains import CAPTION, LABEL_DOMAINS, annotation_key  # noqa: E402
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from jodi.features import DINO_ID
 from jodi.latents import CacheConfig, run_cache_job
 
 
@@ -27,6 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--concurrency", type=int, default=defaults.concurrency, help="encoder actors")
     p.add_argument("--gpus", type=float, default=defaults.num_gpus, help="GPUs per encoder actor")
+    p.add_argument("--classes-from-folders", action="store_true",
+                   help="class label = folder holding each source image (ImageNet layout), for class-conditioned MMGen")
+    p.add_argument("--dino", nargs="?", const=DINO_ID, default=None, metavar="MODEL",
+                   help=f"cache DINOv2 patch features for REPA (default model {DINO_ID}; or a local folder)")
+    p.add_argument("--dino-revision", default=defaults.dino_revision)
+    p.add_argument("--extra-domain", action="append", default=[], metavar="NAME=FOLDER",
+                   help="a label domain beyond the Joint seven: FOLDER holds <id>.png|.jpg labels; repeatable")
 
 
 def build_config(args: argparse.Namespace) -> CacheConfig:
@@ -34,8 +42,16 @@ def build_config(args: argparse.Namespace) -> CacheConfig:
         input=args.input, output=args.output, vae=args.vae, vae_revision=args.vae_revision,
         text_encoder=args.text_encoder, text_encoder_revision=args.text_encoder_revision,
         resolution=args.resolution, empty_openpose=not args.no_empty_openpose, batch_size=args.batch_size,
-        concurrency=args.concurrency, num_gpus=args.gpus,
+        concurrency=args.concurrency, num_gpus=args.gpus, classes_from_folders=args.classes_from_folders,
+        dino=args.dino, dino_revision=args.dino_revision, extra_domains=tuple(_pair(x) for x in args.extra_domain),
     )
+
+
+def _pair(spec: str) -> tuple[str, str]:
+    name, sep, folder = spec.partition("=")
+    if not sep or not name or not folder:
+        raise SystemExit(f"--extra-domain expects NAME=FOLDER, got {spec!r}")
+    return name, folder
 
 
 def run(args: argparse.Namespace) -> int:

@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, out: Path) -> dict:
     """Train from scratch on the cache; returns the checkpoint folder, loss history and curve path."""
     from jodi.train import log_dir, train, train_local
-    from jodi.train_config import DataSource, TrainConfig
-    from jodi.train_metrics import plot_loss_curve
+    from jodi.train.config import DataSource, TrainConfig
+    from jodi.train.metrics import plot_loss_curve
 
     cfg = TrainConfig(
         data=(DataSource(str(out / "cache")),), output=str(out / "train"), run_name="e2e", preset=args.preset,

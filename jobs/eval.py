@@ -17,6 +17,7 @@ from schemas.domains import LABEL_DOMAINS, canonical_domain
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jodi.codecs import TEXT_ID, VAE_ID
+    from jodi.mmgen import MMGEN_PRESETS
     from jodi.model import PRESETS
 
     parser.add_argument("--checkpoint", required=True,
@@ -33,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=4.5, help="CFG scale for controllable generation")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="jodi_1600m")
+    parser.add_argument("--preset", choices=sorted({**PRESETS, **MMGEN_PRESETS}), default="jodi_1600m",
+                        help="model preset (a trainer checkpoint's model.json overrides it)")
+    parser.add_argument("--lora", metavar="ADAPTER", help="LoRA adapter (.safetensors from `jodi train`) onto --checkpoint")
+    parser.add_argument("--merge-lora", action="store_true", help="fold the adapter into the weights first")
     parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id, local folder or 'tiny'")
     parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id, local folder or 'tiny'")
     parser.add_argument("--ema", action="store_true", help="use ema.safetensors of a trainer checkpoint")
@@ -98,7 +102,7 @@ def build_config(args: argparse.Namespace):
         preset="tiny" if args.tiny else args.preset,
         vae="tiny" if args.tiny else args.vae,
         text_encoder="tiny" if args.tiny else args.text_encoder,
-        device=device, ema=args.ema, seed=args.seed,
+        device=device, ema=args.ema, seed=args.seed, lora=args.lora, merge_lora=args.merge_lora,
     )
     return cfg, spec, device
 

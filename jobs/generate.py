@@ -18,6 +18,7 @@ import numpy as np
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from jodi.codecs import TEXT_ID, VAE_ID
+    from jodi.mmgen import MMGEN_PRESETS
     from jodi.model import PRESETS
     from jodi.pipeline import JODI_WEIGHTS
     from jodi.sampling import SOLVERS
@@ -35,12 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance", type=float, help="CFG scale (default 4.5; 1.0 for perception)")
     parser.add_argument("--solver", choices=SOLVERS, default="dpm")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="jodi_1600m")
+    parser.add_argument("--preset", choices=sorted({**PRESETS, **MMGEN_PRESETS}), default="jodi_1600m",
+                        help="model preset (a trainer checkpoint's model.json overrides it)")
     parser.add_argument("--weights", default=JODI_WEIGHTS, help="Jodi .pth/.safetensors, local or hf://org/repo/file")
     parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id or local folder")
     parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id or local folder")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    parser.add_argument("--lora", metavar="ADAPTER", help="LoRA adapter (.safetensors from `jodi train`) onto --weights")
+    parser.add_argument("--merge-lora", action="store_true", help="fold the adapter into the weights before sampling")
     parser.add_argument("--tiny", action="store_true", help="random tiny model and encoders (offline smoke test)")
 
 
@@ -82,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         pipe = JodiPipeline.tiny(preset="tiny" if args.preset.startswith("jodi") else args.preset)
     else:  # missing or unsafe weights: one line from jobs.cli
         pipe = JodiPipeline.from_pretrained(args.weights, args.preset, vae=args.vae, text_encoder=args.text_encoder,
-                                            device=args.device, dtype=getattr(torch, args.dtype))
+                                            device=args.device, dtype=getattr(torch, args.dtype),
+                                            lora=args.lora, merge_lora=args.merge_lora)
     size = {"height": args.height, "width": args.width}
     if args.perceive:
         outputs = pipe.perceive(_read(args.perceive), labels, sampler=sampler, seed=args.seed, **size)

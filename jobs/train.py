@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from jodi.train_config import DataSource, NewDomain, TrainConfig
+from jodi.train.config import DataSource, NewDomain, TrainConfig
 
 _TUPLES = ("betas",)
 
@@ -21,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a latent cache folder (replaces the YAML `data`); repeatable")
     p.add_argument("--output", help="storage path for checkpoints and metrics (folder or URI)")
     p.add_argument("--run-name")
-    p.add_argument("--preset", help="Jodi preset: jodi_1600m, jodi_600m, tiny, tiny_2")
+    p.add_argument("--preset", help="model preset: jodi_1600m, jodi_600m, tiny, tiny_2 (Jodi) or mmgen_1600m, "
+                   "mmgen_600m, mmgen_tiny (grouped tokens, MMGen recipe)")
+    p.add_argument("--timesteps", choices=("shared", "per_domain"), help="per_domain = modality decoupling")
+    p.add_argument("--modality-dropout", type=float)
+    p.add_argument("--repa-weight", type=float, help="REPA loss weight (needs a cache made with --dino)")
+    p.add_argument("--lora-rank", type=int, help="LoRA rank (0 = full fine-tuning)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int, help="per worker")
     p.add_argument("--lr", type=float)
@@ -39,7 +44,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.data:
         data["data"] = [{"path": p} for p in args.data]
     for key in ("output", "run_name", "preset", "max_steps", "batch_size", "lr", "num_workers", "use_gpu",
-                "strategy", "resume_from"):
+                "strategy", "resume_from", "timesteps", "modality_dropout", "repa_weight", "lora_rank"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value
@@ -70,7 +75,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jodi.train import train
+    from jodi.train.runner import train
 
     cfg = build_config(args)
     result = train(cfg)

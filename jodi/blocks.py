@@ -153,10 +153,10 @@ class LinearAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """Multi-head attention from image tokens to text tokens (Sana `MultiHeadCrossAttention`), via SDPA.
+    """Multi-head attention from image tokens to text tokens (Sana `MultiHeadCrossAttention`).
 
-    `kv_linear` output is [k | v]; a boolean key mask replaces the reference's xformers block-diagonal
-    mask built from text lengths (same result; PyTorch picks a fused kernel where one exists).
+    `kv_linear` output is [k | v]. On CUDA with xformers installed it runs xformers' memory-efficient
+    attention, as the official code does; otherwise SDPA with a boolean key mask (same result).
     """
 
     def __init__(self, hidden_size: int, num_heads: int):
@@ -171,9 +171,40 @@ class CrossAttention(nn.Module):
         h = self.num_heads
         q = self.q_linear(x).reshape(b, t, h, c // h).transpose(1, 2)
         k, v = self.kv_linear(y).reshape(b, y.shape[1], 2, h, c // h).permute(2, 0, 3, 1, 4)
-        mask = None if y_mask is None else y_mask.bool()[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).reshape(b, t, c))
+        if _xformers_ops() is not None and q.is_cuda:
+            out = _xformers_cross_attention(q, k, v, y_mask)
+        else:
+            mask = None if y_mask is None else y_mask.bool()[:, None, None, :]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+        return self.proj(out.reshape(b, t, c))
+
+
+def _xformers_ops():
+    """`xformers.ops` when installed (the official Jodi/Sana code runs cross-attention through it), else None."""
+    try:
+        import xformers.ops as xops
+    except ImportError:
+        return None
+    return xops
+
+
+def _xformers_cross_attention(q: Tensor, k: Tensor, v: Tensor, y_mask: Tensor | None) -> Tensor:
+    """Memory-efficient attention of xformers, q/k/v (B, H, T, d) -> (B, T, H, d).
+
+    Sana packs the captions into one sequence with a `BlockDiagonalMask` built from the text lengths; an
+    additive -inf bias over padded keys gives the same result on the padded batch.
+    """
+    xops = _xformers_ops()
+    q, k, v = (a.transpose(1, 2).contiguous() for a in (q, k, v))
+    bias = None
+    if y_mask is not None:
+        b, tq, h, lk = q.shape[0], q.shape[1], q.shape[2], k.shape[1]
+        # xformers wants the bias's last dim padded to a multiple of 8, then sliced back to the key length.
+        padded = (lk + 7) // 8 * 8
+        full = torch.zeros(b, h, tq, padded, dtype=q.dtype, device=q.device)
+        full[..., :lk].masked_fill_(~y_mask.bool()[:, None, None, :], float("-inf"))
+        bias = full[..., :lk]
+    return xops.memory_efficient_attention(q, k, v, attn_bias=bias)
 
 
 class ConvLayer(nn.Module):
@@ -212,11 +243,13 @@ class JodiBlock(nn.Module):
     Self-attention and cross-attention see the concatenated (D*N) tokens; the Mix-FFN runs per domain.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, linear_head_dim: int, fp32_attention: bool):
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, linear_head_dim: int, fp32_attention: bool,
+                 cross_attention: bool = True):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = LinearAttention(hidden_size, linear_head_dim, fp32=fp32_attention)
-        self.cross_attn = CrossAttention(hidden_size, num_heads)
+        # Class-conditioned models (MMGen recipe) have no text to attend to.
+        self.cross_attn = CrossAttention(hidden_size, num_heads) if cross_attention else None
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = GLUMBConv(hidden_size, int(hidden_size * mlp_ratio))
         self.scale_shift_table = nn.Parameter(torch.randn(6, hidden_size) / hidden_size**0.5)
@@ -231,7 +264,8 @@ class JodiBlock(nn.Module):
         a = modulate(self.norm1(x), shift_msa, scale_msa).reshape(b, d * n, c)
         token_keep = keep[:, :, None].expand(b, d, n).reshape(b, d * n)
         x = x + gate_msa * self.attn(a, token_keep).reshape(b, d, n, c)
-        x = x + self.cross_attn(x.reshape(b, d * n, c), y, y_mask).reshape(b, d, n, c)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(x.reshape(b, d * n, c), y, y_mask).reshape(b, d, n, c)
         m = modulate(self.norm2(x), shift_mlp, scale_mlp)
         m = m.reshape(b * d, hw[0], hw[1], c).permute(0, 3, 1, 2)
         m = self.mlp(m).permute(0, 2, 3, 1).reshape(b, d, n, c)

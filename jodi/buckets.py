@@ -7,6 +7,8 @@ multiple of the autoencoder's downsampling factor (32 for DC-AE f32c32) so laten
 
 from __future__ import annotations
 
+import numpy as np
+
 BASE_RESOLUTION = 1024
 
 BUCKETS: dict[float, tuple[int, int]] = {
@@ -47,3 +49,36 @@ def nearest_bucket(height: int, width: int, resolution: int = BASE_RESOLUTION, m
         return max(multiple, int(round(v * scale / multiple)) * multiple)
 
     return snap(bh), snap(bw)
+
+
+# ---------------------------------------------------------------- latent-cache buckets (keyed by ratio string)
+
+
+def bucket_sizes(resolution: int) -> dict[str, tuple[int, int]]:
+    """The reference's 15 buckets scaled to `resolution` (1024 = as in the paper), in pixels,
+    each side a multiple of 32 (the DC-AE downsampling factor) and at least 32."""
+    out = {}
+    for ratio, (h, w) in BUCKETS.items():
+        scale = resolution / 1024
+        out[str(float(ratio))] = tuple(max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
+    return out
+
+
+def nearest_bucket_key(height: int, width: int) -> str:
+    """The bucket whose ratio h/w is closest, chosen from the stored size without opening the image."""
+    ratio = height / width
+    return str(float(min(BUCKETS, key=lambda r: abs(float(r) - ratio))))
+
+
+def fit_to_bucket(img, size: tuple[int, int]) -> np.ndarray:
+    """PIL image -> uint8 (H, W, 3): bicubic resize to cover the bucket, then centre crop, as the
+    reference loader does for every domain (segmentation included)."""
+    from PIL import Image
+
+    bh, bw = size
+    img = img.convert("RGB")
+    scale = max(bh / img.height, bw / img.width)
+    new = (max(bw, round(img.width * scale)), max(bh, round(img.height * scale)))
+    img = img.resize(new, Image.BICUBIC)
+    left, top = (img.width - bw) // 2, (img.height - bh) // 2
+    return np.asarray(img.crop((left, top, left + bw, top + bh)))

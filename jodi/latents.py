@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from jodi.buckets import bucket_sizes, fit_to_bucket, nearest_bucket_key
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION
+from jodi.features import DINO_REVISION
 from schemas.domains import ALL_DOMAINS, CAPTION, LABEL_DOMAINS, annotation_key
 from schemas.storage import Storage, is_remote
 
-LATENT_SCHEMA_VERSION = "1.0"
+_SAFE_ID = re.compile(r"[0-9A-Za-z_-]+")
+LATENT_SCHEMA_VERSION = "1.1"  # 1.1: optional class_name and dino columns
 CACHE_META = "cache.json"
 NULL_TEXT = "null_text.safetensors"
 LATENT_DIR = "latents"
@@ -41,6 +45,8 @@ LATENT_SCHEMA = pa.schema(
         pa.field("latents", pa.binary(), nullable=False),  # float16 (D, C, h, w); zeros where absent
         pa.field("caption_models", pa.list_(pa.string())),
         pa.field("caption_embs", pa.list_(pa.binary())),  # float16 (n_i, C_text), real tokens only
+        pa.field("class_name", pa.string()),  # opt-in: the folder holding the source file (ImageNet layout)
+        pa.field("dino", pa.binary()),  # opt-in: float16 (h * w, F) DINOv2 patch features of the image (REPA)
     ],
     metadata={"jodi_latent_schema_version": LATENT_SCHEMA_VERSION},
 )
@@ -61,43 +67,12 @@ class CacheConfig:
     concurrency: int = 1
     num_gpus: float = 0.0
     num_cpus: float = 1.0
-
-
-# ---------------------------------------------------------------- buckets
-
-
-def bucket_sizes(resolution: int) -> dict[str, tuple[int, int]]:
-    """The reference's 15 buckets scaled to `resolution` (1024 = as in the paper), in pixels,
-    each side a multiple of 32 (the DC-AE downsampling factor) and at least 32."""
-    from jodi.buckets import BUCKETS
-
-    out = {}
-    for ratio, (h, w) in BUCKETS.items():
-        scale = resolution / 1024
-        out[str(float(ratio))] = tuple(max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
-    return out
-
-
-def nearest_bucket_key(height: int, width: int) -> str:
-    """The bucket whose ratio h/w is closest, chosen from the stored size without opening the image."""
-    from jodi.buckets import BUCKETS
-
-    ratio = height / width
-    return str(float(min(BUCKETS, key=lambda r: abs(float(r) - ratio))))
-
-
-def fit_to_bucket(img, size: tuple[int, int]) -> np.ndarray:
-    """PIL image -> uint8 (H, W, 3): bicubic resize to cover the bucket, then centre crop, as the
-    reference loader does for every domain (segmentation included)."""
-    from PIL import Image
-
-    bh, bw = size
-    img = img.convert("RGB")
-    scale = max(bh / img.height, bw / img.width)
-    new = (max(bw, round(img.width * scale)), max(bh, round(img.height * scale)))
-    img = img.resize(new, Image.BICUBIC)
-    left, top = (img.width - bw) // 2, (img.height - bh) // 2
-    return np.asarray(img.crop((left, top, left + bw, top + bh)))
+    classes_from_folders: bool = False  # class label = name of the folder holding each source image
+    dino: str | None = None  # DINOv2 hub id or folder: cache REPA targets (jodi/features.py DINO_ID)
+    dino_revision: str = DINO_REVISION
+    # New label domains beyond the Joint seven: (name, folder holding `<id>.png|.jpg` labels) each, e.g.
+    # the output of an extra annotator or of a user's own labeler.
+    extra_domains: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- stages
@@ -174,16 +149,20 @@ def _read_joint_files(item: dict) -> dict:
     return out
 
 
-def prepare_row(row: dict, resolution: int, empty_openpose: bool) -> dict:
-    """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask."""
+def prepare_row(row: dict, resolution: int, empty_openpose: bool, classes_from_folders: bool = False,
+                extra_domains: tuple[tuple[str, str], ...] = ()) -> dict:
+    """CPU stage: file bytes -> uint8 pixels (D, H, W, 3) at the record's bucket, plus the presence mask.
+    D = the Joint domains, then `extra_domains` ((name, folder of `<id>.png|.jpg` labels), in order)."""
     from PIL import Image
 
     key = nearest_bucket_key(int(row["height"]), int(row["width"]))
     size = bucket_sizes(resolution)[key]
-    pixels = np.zeros((len(ALL_DOMAINS), size[0], size[1], 3), dtype=np.uint8)
-    present = np.zeros(len(ALL_DOMAINS), dtype=np.uint8)
-    for i, domain in enumerate(ALL_DOMAINS):
-        data = row["image"] if domain == "image" else row[annotation_key(domain)]
+    domains = (*ALL_DOMAINS, *(name for name, _ in extra_domains))
+    pixels = np.zeros((len(domains), size[0], size[1], 3), dtype=np.uint8)
+    present = np.zeros(len(domains), dtype=np.uint8)
+    extra = {name: extra_label(folder, str(row["id"])) for name, folder in extra_domains}
+    for i, domain in enumerate(domains):
+        data = row["image"] if domain == "image" else extra[domain] if domain in extra else row[annotation_key(domain)]
         if data is not None:
             with Image.open(io.BytesIO(data)) as img:
                 pixels[i] = fit_to_bucket(img, size)
@@ -200,7 +179,37 @@ def prepare_row(row: dict, resolution: int, empty_openpose: bool) -> dict:
         "present": present.tobytes(),
         "caption_models": [c["model"] for c in captions],
         "caption_texts": [c["text"] for c in captions],
+        "class_name": class_of(row.get("source") or "") if classes_from_folders else None,
     }
+
+
+def extra_label(folder: str, record_id: str) -> bytes | None:
+    """The bytes of `<folder>/<id>.png` (or .jpg), None when the record has no such label. Ids are Joint's
+    md5 hex names; anything else is refused, so a path from metadata never leaves `folder`."""
+    if not _SAFE_ID.fullmatch(record_id):
+        raise ValueError(f"record id {record_id!r} cannot name a label file (expected letters, digits, _ or -)")
+    for ext in (".png", ".jpg", ".jpeg"):
+        path = Path(folder) / f"{record_id}{ext}"
+        if path.is_file():
+            return path.read_bytes()
+    return None
+
+
+def cache_domains(cfg: CacheConfig) -> tuple[str, ...]:
+    """The domains a cache stores, in latent order: the Joint domains, then the extra ones."""
+    names = tuple(name for name, _ in cfg.extra_domains)
+    bad = [n for n in names if n in ALL_DOMAINS or not _SAFE_ID.fullmatch(n)]
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"extra domains must be new, distinct, plain names; got {list(names)}")
+    return (*ALL_DOMAINS, *names)
+
+
+def class_of(source: str) -> str:
+    """ImageNet-style layout `<root>/<class>/<file>`: the class is the folder holding the file."""
+    parts = source.replace("\\", "/").rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2]:
+        raise ValueError(f"{source!r} is not inside a class folder (expected <root>/<class>/<file>)")
+    return parts[-2]
 
 
 def load_encoders(cfg: CacheConfig):
@@ -225,10 +234,14 @@ class _Encode:
     def __init__(self, cfg: CacheConfig):
         import torch
 
+        from jodi.features import DinoFeatures
+
         self.codec, self.text = load_encoders(cfg)
+        self.dino = DinoFeatures.from_pretrained(cfg.dino, cfg.dino_revision) if cfg.dino else None
+        self.classes = cfg.classes_from_folders
         self.chunk = max(1, cfg.batch_size)
         self.device = "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-        for enc in (self.codec, self.text):
+        for enc in (self.codec, self.text, self.dino):
             if hasattr(enc, "to"):
                 enc.to(self.device)
 
@@ -238,6 +251,7 @@ class _Encode:
         n = len(batch["id"])
         latents: list[bytes] = [b""] * n
         lat_hw = [(0, 0)] * n
+        dino: list[bytes | None] = [None] * n
         by_shape: dict[tuple, list[int]] = {}
         for i in range(n):
             by_shape.setdefault(tuple(int(s) for s in batch["shape"][i]), []).append(i)
@@ -262,6 +276,12 @@ class _Encode:
                 for j, i in enumerate(rows):
                     latents[i] = z[j].astype(np.float16).tobytes()
                     lat_hw[i] = (z.shape[-2], z.shape[-1])
+                if self.dino is not None:  # REPA targets of the image (domain 0), on the latent grid
+                    images = np.stack([np.frombuffer(batch["pixels"][i], np.uint8).reshape(shape)[0] for i in rows])
+                    for start in range(0, len(rows), self.chunk):
+                        feats = self.dino(images[start : start + self.chunk], (z.shape[-2], z.shape[-1]))
+                        for i, f in zip(rows[start : start + self.chunk], feats.numpy()):
+                            dino[i] = f.astype(np.float16).tobytes()
             texts = [t for ts in batch["caption_texts"] for t in ts]
             embs = self._encode_text(texts) if texts else []
         caption_embs, k = [], 0
@@ -279,6 +299,9 @@ class _Encode:
                 "latents": latents,
                 "caption_models": [list(m) for m in batch["caption_models"]],
                 "caption_embs": caption_embs,
+                # Ray Data turns an all-None column into float NaNs: read it only when classes were asked for
+                "class_name": [str(c) for c in batch["class_name"]] if self.classes else [None] * n,
+                "dino": dino,
             },
             schema=LATENT_SCHEMA,
         )
@@ -303,6 +326,23 @@ def cached_ids(output: str) -> set[str]:
     for f in sorted(folder.glob("*.parquet")):
         ids.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
     return ids
+
+
+def _column_facts(folder: Path, cfg: CacheConfig) -> dict:
+    """cache.json entries of the opt-in columns: the sorted class list (its order = class ids) and the
+    DINOv2 feature width."""
+    import pyarrow.parquet as pq
+
+    facts: dict = {}
+    files = sorted(folder.glob("*.parquet"))
+    if cfg.classes_from_folders:
+        names = {n for f in files for n in pq.read_table(f, columns=["class_name"]).column("class_name").to_pylist()}
+        facts["classes"] = sorted(n for n in names if n is not None)
+    if cfg.dino:
+        from transformers import AutoConfig
+
+        facts["dino_dim"] = int(AutoConfig.from_pretrained(cfg.dino, revision=cfg.dino_revision).hidden_size)
+    return facts
 
 
 def _drop_ids(table: pa.Table, ids: list[str]) -> pa.Table:
@@ -338,10 +378,11 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     out = Path(cfg.output)
     (out / LATENT_DIR).mkdir(parents=True, exist_ok=True)
     meta_path = out / CACHE_META
-    meta = {"schema_version": LATENT_SCHEMA_VERSION, "domains": list(ALL_DOMAINS), **asdict(cfg)}
+    meta = {"schema_version": LATENT_SCHEMA_VERSION, **asdict(cfg), "domains": list(cache_domains(cfg))}
     old_meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    for key in ("vae", "text_encoder", "resolution", "domains"):
-        if old_meta and old_meta.get(key) != meta[key]:
+    legacy = {"dino": None, "classes_from_folders": False}  # caches written before these options existed
+    for key in ("vae", "text_encoder", "resolution", "domains", "dino", "classes_from_folders"):
+        if old_meta and old_meta.get(key, legacy.get(key)) != meta[key]:
             raise ValueError(f"{out} was cached with {key}={old_meta.get(key)!r}, not {meta[key]!r}; use a new output")
     if "latent_channels" in old_meta and (out / NULL_TEXT).exists():
         meta["latent_channels"], meta["text_channels"] = old_meta["latent_channels"], old_meta["text_channels"]
@@ -356,7 +397,10 @@ def run_cache_job(cfg: CacheConfig) -> dict:
     if new:
         if done:
             ds = ds.map_batches(_drop_ids, fn_kwargs={"ids": sorted(done)}, batch_format="pyarrow")
-        ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose})
+        ds = ds.map(prepare_row, fn_kwargs={"resolution": cfg.resolution, "empty_openpose": cfg.empty_openpose,
+                                            "classes_from_folders": cfg.classes_from_folders,
+                                            "extra_domains": tuple((n, str(Path(f).resolve()))
+                                                                   for n, f in cfg.extra_domains)})
         ds = ds.map_batches(
             _Encode,
             fn_constructor_args=(cfg,),
@@ -367,6 +411,7 @@ def run_cache_job(cfg: CacheConfig) -> dict:
         )
         ds.write_parquet(str(out / LATENT_DIR))
     meta["records"] = len(cached_ids(cfg.output))
+    meta.update(_column_facts(out / LATENT_DIR, cfg))
     meta_path.write_text(json.dumps(meta, indent=2))
     return {"total": len(ids), "new": new, "cached": meta["records"]}
 

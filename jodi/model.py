@@ -25,10 +25,9 @@ from jodi.blocks import (
     sincos_2d,
 )
 from jodi.codecs import WeightsUnavailableError
+from jodi.roles import CONDITION, GENERATE, IGNORE
 from schemas import ALL_DOMAINS
 from schemas.checkpoint import load_torch_file
-
-GENERATE, CONDITION, IGNORE = 0, 1, 2  # Jodi `model/nets/jodi.py`: "0: generated, 1: condition, 2: null"
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,15 @@ class JodiConfig:
     sample_size: int = 32  # latent side at 1024 px: the positional-embedding base size
     fp32_attention: bool = True
     y_norm_scale: float = 0.01  # `attention_y_norm` initial gain (Sana `y_norm_scale_factor`)
+    # Modality decoupling (MMGen, arXiv 2503.20644 §3): one timestep per domain, a condition is a domain at
+    # t = 0. A training and sampling option; it adds no parameter, so the checkpoint layout is unchanged.
+    decoupled_timesteps: bool = False
+    extra_domains: tuple[str, ...] = ()  # names of domains beyond schemas.ALL_DOMAINS (grown by the trainer)
 
     @property
     def domains(self) -> tuple[str, ...]:
         """Domain names in model order (the first `num_domains` of schemas.ALL_DOMAINS)."""
-        return ALL_DOMAINS[: self.num_domains]
+        return (*ALL_DOMAINS, *self.extra_domains)[: self.num_domains]
 
 
 PRESETS: dict[str, JodiConfig] = {
@@ -122,7 +125,8 @@ class Jodi(nn.Module):
     ) -> Tensor:
         """Predict the flow velocity v = noise - x0 of every domain.
 
-        x: (B, D, C, h, w) noisy latents; timestep: (B,) sigma * 1000; y: (B, L, caption_channels);
+        x: (B, D, C, h, w) noisy latents; timestep: (B,) sigma * 1000, or (B, D) one per domain (modality
+        decoupling: [C] domains at 0); y: (B, L, caption_channels);
         role: (B, D) long in {0, 1, 2}; y_mask: (B, L), 1 = real token; clean_x: (B, D, C, h, w) clean
         latents for [C] domains (default: x); drop_text: (B,) bool, replace y by the null caption (CFG
         dropout). Perception samples (image is [C]) always use the null caption, as Jodi does.
@@ -141,9 +145,13 @@ class Jodi(nn.Module):
         keep = role != IGNORE
         tokens = (tokens + pos) * keep[:, :, None, None].to(tokens.dtype)  # [X] tokens start at exactly 0
 
-        t = self.t_embedder(timestep)  # (B, C)
         r = self.role_embedder(role) + self.domain_embedding[None]  # (B, D, C)
-        adaln = self.t_block(t)[:, None] + self.role_block(r)  # (B, D, 6C)
+        if timestep.ndim == 2:  # one timestep per domain: the adaLN input is per domain anyway
+            t = self.t_embedder(timestep.reshape(-1)).reshape(b, d, -1)  # (B, D, C)
+            adaln = self.t_block(t) + self.role_block(r)
+        else:
+            t = self.t_embedder(timestep)  # (B, C)
+            adaln = self.t_block(t)[:, None] + self.role_block(r)  # (B, D, 6C)
 
         drop = role[:, 0] == CONDITION
         if drop_text is not None:
@@ -161,7 +169,7 @@ class Jodi(nn.Module):
             else:
                 tokens = block(tokens, text, adaln, y_mask, keep, (hp, wp))
 
-        cond = t[:, None] + r  # final layers use the D-dim t + r_i, not the 6D vector
+        cond = (t if t.ndim == 3 else t[:, None]) + r  # final layers use the D-dim t + r_i, not the 6D vector
         out = torch.stack([layer(tokens[:, i], cond[:, i]) for i, layer in enumerate(self.final_layers)], dim=1)
         out = self.unpatchify(out, hp, wp)
         generated = (role == GENERATE)[:, :, None, None, None]
@@ -175,13 +183,23 @@ class Jodi(nn.Module):
         return torch.einsum("bdhwpqc->bdchpwq", out).reshape(b, d, c, hp * p, wp * p)
 
 
-def build_model(preset: str | JodiConfig) -> Jodi:
-    """A randomly initialised Jodi for a preset name (see PRESETS) or an explicit config."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown Jodi preset {preset!r}; known: {', '.join(PRESETS)}")
-        preset = PRESETS[preset]
-    return Jodi(preset)
+def preset_config(name: str):
+    """The config of a preset: a Jodi preset (PRESETS) or a grouped-token MMGen preset (jodi.mmgen)."""
+    from jodi.mmgen import MMGEN_PRESETS  # jodi.mmgen builds on this module
+
+    found = {**PRESETS, **MMGEN_PRESETS}
+    if name not in found:
+        raise ValueError(f"unknown model preset {name!r}; known: {', '.join(found)}")
+    return found[name]
+
+
+def build_model(preset) -> nn.Module:
+    """A randomly initialised model for a preset name or an explicit config (JodiConfig -> Jodi,
+    MMGenConfig -> MMGen). Both share the forward contract, so the trainer and sampler take either."""
+    from jodi.mmgen import MMGen, MMGenConfig
+
+    cfg = preset_config(preset) if isinstance(preset, str) else preset
+    return MMGen(cfg) if isinstance(cfg, MMGenConfig) else Jodi(cfg)
 
 
 def _resolve(path: str) -> str:

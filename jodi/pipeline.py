@@ -17,9 +17,10 @@ from torch import Tensor
 
 from jodi.buckets import nearest_bucket
 from jodi.codecs import TEXT_ID, TEXT_REVISION, VAE_ID, VAE_REVISION, LatentCodec, TextEncoder
-from jodi.model import Jodi, build_model, load_weights
+from jodi.loading import load_model
+from jodi.model import Jodi, build_model
 from jodi.sampling import PERCEPTION, SamplerConfig, roles_for, sample
-from schemas import IMAGE, canonical_domain
+from schemas import ALL_DOMAINS, IMAGE, canonical_domain
 from schemas.encoding import decode_seg, encode_albedo, encode_depth, encode_edge, encode_lineart, encode_normal
 from schemas.encoding import encode_openpose, encode_seg
 
@@ -71,6 +72,8 @@ def postprocess(domain: str, x: Tensor) -> np.ndarray:
         return encode_openpose(np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8))
     if domain in (IMAGE, "albedo"):
         return encode_albedo(unit)
+    if domain not in ALL_DOMAINS:  # a grown domain: stored as the RGB picture its labels were cached from
+        return np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8)
     raise ValueError(f"no post-processing for domain {domain!r}")
 
 
@@ -91,14 +94,12 @@ class JodiPipeline:
         text_revision: str | None = TEXT_REVISION,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        lora: str | None = None,
+        merge_lora: bool = False,
     ) -> JodiPipeline:
-        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs)."""
-        if weights:  # build on the meta device and adopt the checkpoint's tensors: no wasted random init
-            with torch.device("meta"):
-                model = build_model(preset)
-            load_weights(model, weights, assign=True)
-        else:
-            model = build_model(preset)
+        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs).
+        A trainer checkpoint is rebuilt from its model.json; `lora` adds an adapter, merged on request."""
+        model = load_model(weights, preset, lora=lora, merge=merge_lora)
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype,
                                            max_length=model.cfg.model_max_length).to(device)
@@ -154,10 +155,11 @@ class JodiPipeline:
         the Joint encoding at (height, width), which default to the first condition's size or the base
         resolution. Deterministic for a given seed.
         """
-        conditions = {canonical_domain(k): v for k, v in (conditions or {}).items()}
+        canon = lambda d: d if d in self.domains else canonical_domain(d)  # noqa: E731 - grown domains as named
+        conditions = {canon(k): v for k, v in (conditions or {}).items()}
         if generate is None:
             generate = [d for d in self.domains if d not in conditions]
-        generate = [canonical_domain(d) for d in generate]
+        generate = [canon(d) for d in generate]
         role = roles_for(self.domains, set(conditions), set(generate))
         if height is None or width is None:
             first = next(iter(conditions.values()), None)

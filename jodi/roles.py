@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Role codes as in the released model (`model/nets/jodi.py`: "0: generated, 1: condition, 2: null").
+# Role codes as in the released model (`model/nets/jodi.py`: "0: generated, 1: condition, 2: null"); the model,
+# the sampler and the trainer all import them from here.
 GENERATE, CONDITION, IGNORE = 0, 1, 2
 TASKS: tuple[str, ...] = ("joint", "controllable", "perception")
 
@@ -66,6 +67,21 @@ def sample_roles(available: np.ndarray, rng: np.random.Generator) -> tuple[str, 
     roles[0] = CONDITION if task == "perception" else GENERATE
     roles[labels] = patterns[int(rng.integers(patterns.shape[0]))]
     return task, roles
+
+
+def drop_modalities(roles: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """MMGen's modality dropout (arXiv 2503.20644 §3.2): each label domain that takes part ([G] or [C]) becomes
+    [X] with probability `p`, so the model learns every subset. One [G] domain always remains; the image
+    (domain 0) is never dropped. Draws nothing when p = 0, so runs without it keep their random stream."""
+    roles = np.asarray(roles, dtype=np.int64).copy()
+    if p <= 0:
+        return roles
+    drop = rng.random(roles.shape[0]) < p
+    drop[0] = False
+    out = np.where(drop & (roles != IGNORE), IGNORE, roles)
+    if not (out == GENERATE).any():  # keep the generated domains rather than leave nothing to learn
+        out = np.where(roles == GENERATE, GENERATE, out)
+    return out
 
 
 def drops_text(task: str) -> bool:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from jodi.flow import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
-from jodi.model import CONDITION, GENERATE, IGNORE, Jodi
+from jodi.roles import CONDITION, GENERATE, IGNORE
 
 SOLVERS = ("dpm", "euler")
 
@@ -46,17 +46,24 @@ def make_scheduler(cfg: SamplerConfig):
 
 
 def guided_velocity(
-    model: Jodi, x: Tensor, sigma: Tensor, role: Tensor, clean_x: Tensor,
+    model: torch.nn.Module, x: Tensor, sigma: Tensor, role: Tensor, clean_x: Tensor,
     text: tuple[Tensor, Tensor], null: tuple[Tensor, Tensor], guidance_scale: float,
 ) -> Tensor:
-    """v = v_null + s * (v_text - v_null), one batched forward for both branches; s = 1 skips the null branch."""
+    """v = v_null + s * (v_text - v_null), one batched forward for both branches; s = 1 skips the null branch.
+
+    `text[0]` is a caption embedding, or class ids (B,) for a class-conditioned model. A model trained with
+    decoupled timesteps gets one timestep per domain, 0 for its [C] domains (MMGen §3.2).
+    """
     b = x.shape[0]
     t = (sigma * NUM_TRAIN_TIMESTEPS).expand(b).to(x.device, torch.float32)
+    if getattr(getattr(model, "cfg", None), "decoupled_timesteps", False):
+        t = torch.where(role == CONDITION, 0.0, t[:, None].expand(role.shape))
     dtype = next(model.parameters()).dtype
+    cast = lambda e: e.to(dtype) if e.is_floating_point() else e  # noqa: E731 - class ids stay integers
     if guidance_scale == 1.0:
-        return model(x.to(dtype), t, text[0].to(dtype), role, text[1], clean_x.to(dtype)).float()
-    two = lambda a, c: torch.cat([a, c])  # noqa: E731 - tiny local helper for the doubled batch
-    v = model(two(x, x).to(dtype), two(t, t), two(*(e.to(dtype) for e in (text[0], null[0]))), two(role, role),
+        return model(x.to(dtype), t, cast(text[0]), role, text[1], clean_x.to(dtype)).float()
+    two = lambda a, c: None if a is None else torch.cat([a, c])  # noqa: E731 - the doubled batch
+    v = model(two(x, x).to(dtype), two(t, t), two(*(cast(e) for e in (text[0], null[0]))), two(role, role),
               two(text[1], null[1]), two(clean_x, clean_x).to(dtype)).float()
     v_text, v_null = v.chunk(2)
     return v_null + guidance_scale * (v_text - v_null)
@@ -64,7 +71,7 @@ def guided_velocity(
 
 @torch.no_grad()
 def sample(
-    model: Jodi,
+    model: torch.nn.Module,
     role: Tensor,
     clean_x: Tensor,
     text: tuple[Tensor, Tensor],
@@ -75,7 +82,8 @@ def sample(
     """Integrate the flow from noise to clean latents of every domain.
 
     role: (B, D) long; clean_x: (B, D, C, h, w) clean latents for [C] domains (anything elsewhere);
-    text / null: (embeddings (B, L, C), mask (B, L)) of the prompt and of the empty prompt. The noise is
+    text / null: (embeddings (B, L, C), mask (B, L)) of the prompt and of the empty prompt, or (class ids (B,),
+    None) and (null class ids, None) for a class-conditioned model (`MMGen.null_condition`). The noise is
     drawn on the CPU from `generator`, so a seed gives the same result on every device.
     Returns (B, D, C, h, w) float32 latents; [C] slots equal `clean_x` exactly.
     """
@@ -84,8 +92,8 @@ def sample(
     scheduler = make_scheduler(cfg)
     scheduler.set_timesteps(cfg.steps, device=device)
     x = torch.randn(clean_x.shape, generator=generator, dtype=torch.float32).to(device)
-    text = tuple(t.to(device) for t in text)
-    null = tuple(t.to(device) for t in null)
+    text = tuple(None if t is None else t.to(device) for t in text)
+    null = tuple(None if t is None else t.to(device) for t in null)
     for i, t in enumerate(scheduler.timesteps):
         sigma = scheduler.sigmas[i]  # the exact noise level; `t` is sigma * 1000 rounded for DPM
         v = guided_velocity(model, x, sigma, role, clean_x, text, null, cfg.guidance_scale)

@@ -13,7 +13,8 @@ from jodi.blocks import LinearAttention, sincos_2d
 from jodi.buckets import BUCKETS, nearest_bucket
 from jodi.codecs import WeightsUnavailableError
 from jodi.flow import add_noise, logit_normal_sigmas, predict_x0, shift_sigma, velocity_target
-from jodi.model import CONDITION, GENERATE, IGNORE, PRESETS, build_model, load_weights
+from jodi.model import PRESETS, build_model, load_weights
+from jodi.roles import CONDITION, GENERATE, IGNORE
 from schemas import ALL_DOMAINS
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "jodi_1600m_state_dict_shapes.json"

@@ -9,7 +9,8 @@ from PIL import Image
 from torch import nn
 
 from jodi.codecs import LatentCodec, TextEncoder
-from jodi.model import CONDITION, GENERATE, IGNORE, build_model
+from jodi.model import build_model
+from jodi.roles import CONDITION, GENERATE, IGNORE
 from jodi.pipeline import JodiPipeline, cover_crop, postprocess, to_tensor
 from jodi.sampling import SamplerConfig, roles_for, sample
 from schemas import ALL_DOMAINS

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from jodi.train_data import Collator, _pad_tokens, bucketed_batches
+from jodi.train.data import Collator, _pad_tokens, bucketed_batches
 
 D, C, CT, L = 8, 4, 6, 5
 SIZES = {"0.5": (1, 2), "1.0": (2, 2), "2.0": (2, 1)}
@@ -129,7 +129,7 @@ def test_joint_folder_rows_prepare_to_buckets(joint_example):
 
 
 def test_metrics_window_per_task_means_and_curve(tmp_path):
-    from jodi.train_metrics import MetricsWindow, format_line, plot_loss_curve
+    from jodi.train.metrics import MetricsWindow, format_line, plot_loss_curve
 
     w = MetricsWindow()
     w.add([1.0, 3.0], ("joint", "perception"), tokens=64)

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from jodi.model import Jodi
-from jodi.train_ckpt import build_initial_model, model_config
-from jodi.train_config import DataSource, NewDomain, TrainConfig
-from jodi.train_loop import build_optimizer, build_scheduler
+from jodi.train.ckpt import build_initial_model, model_config
+from jodi.train.config import DataSource, NewDomain, TrainConfig
+from jodi.train.loop import build_optimizer, build_scheduler
 
 DATA = (DataSource("unused"),)
 

@@ -19,11 +19,11 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from jodi.latents import CacheConfig, cached_ids, run_cache_job
-from jodi.train import LocalSession, make_collator, train, train_local
-from jodi.train_config import DataSource, TrainConfig
-from jodi.train_data import bucketed_batches
-from jodi.train_loop import build_optimizer, flow_loss, run_training
-from jodi.train_ckpt import build_initial_model
+from jodi.train.runner import LocalSession, make_collator, train, train_local
+from jodi.train.config import DataSource, TrainConfig
+from jodi.train.data import bucketed_batches
+from jodi.train.loop import build_optimizer, flow_loss, run_training
+from jodi.train.ckpt import build_initial_model
 from schemas.domains import ALL_DOMAINS
 
 
@@ -139,7 +139,7 @@ def test_kill_and_resume_reaches_same_weights(cache, tmp_path):
 def test_two_worker_ray_train_run_without_duplicates(cache, tmp_path):
     """2-worker TorchTrainer (DDP on gloo) with the dataset's streaming shards: completes, checkpoints,
     writes metrics and a loss curve, and the two workers' rows are disjoint and cover the data."""
-    from jodi.train import RaySession
+    from jodi.train.runner import RaySession
 
     seen_dir = tmp_path / "seen"
     seen_dir.mkdir()
@@ -190,7 +190,7 @@ def test_collate_rows_streamed_by_ray_data(ray_local, tmp_path):
     import pyarrow as pa
 
     from jodi.latents import LATENT_SCHEMA
-    from jodi.train_data import Collator, _pad_tokens, read_dataset
+    from jodi.train.data import Collator, _pad_tokens, read_dataset
 
     d, c, ct = len(ALL_DOMAINS), 32, 32
     rows = []

@@ -67,6 +67,8 @@ class PipelineSpec:
     device: str = "cpu"
     ema: bool = False
     seed: int = 0
+    lora: str | None = None  # a LoRA adapter (adapter.safetensors) applied onto the checkpoint
+    merge_lora: bool = False
 
     def weights_file(self) -> str | None:
         if not self.checkpoint or "://" in self.checkpoint or not Path(self.checkpoint).is_dir():
@@ -80,21 +82,11 @@ class PipelineSpec:
         return str(folder / name)
 
     def __call__(self):
-        import torch
-
         from jodi.codecs import TEXT_REVISION, VAE_REVISION, LatentCodec, TextEncoder
-        from jodi.model import build_model, load_weights
+        from jodi.loading import load_model
         from jodi.pipeline import JodiPipeline
 
-        weights = self.weights_file()
-        if weights:  # build on the meta device and adopt the checkpoint's tensors, as JodiPipeline does
-            with torch.device("meta"):
-                model = build_model(self.preset)
-            load_weights(model, weights, assign=True)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                model = build_model(self.preset)
+        model = load_model(self.weights_file(), self.preset, self.lora, self.merge_lora, self.seed)
         length = model.cfg.model_max_length
         codec = LatentCodec.tiny(seed=self.seed) if self.vae == "tiny" else LatentCodec.from_pretrained(
             self.vae, VAE_REVISION)

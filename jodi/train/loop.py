@@ -1,5 +1,5 @@
 """The per-worker training loop, written against a small `Session` so the same code runs
-under Ray Train (jodi/train.py) and in one process (tests, the benchmark).
+under Ray Train (jodi/train/runner.py) and in one process (tests, the benchmark).
 
 Objective (reference jodi.md §4 "Objective"): flow matching with target v = noise - x0,
 one logit-normal timestep per sample shifted with s = 3, x_t built for all domains,
@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from jodi.flow import add_noise, logit_normal_sigmas, velocity_target
-from jodi.roles import GENERATE
-from jodi.train_ckpt import build_initial_model, load_checkpoint, restore_rng, rng_state, save_checkpoint, set_null_caption
-from jodi.train_config import TrainConfig
-from jodi.train_data import Batch, Collator, bucketed_batches
-from jodi.train_metrics import MetricsWindow, format_line
+from jodi.mmgen import repa_loss
+from jodi.roles import CONDITION, GENERATE
+from jodi.train.ckpt import build_initial_model, load_checkpoint, restore_rng, rng_state, save_checkpoint, set_null_caption
+from jodi.train.config import TrainConfig
+from jodi.train.data import Batch, Collator, bucketed_batches
+from jodi.train.metrics import MetricsWindow, format_line
 
 
 class Session(Protocol):
@@ -65,26 +66,47 @@ def build_scheduler(cfg: TrainConfig, optimizer):
     return get_constant_schedule_with_warmup(optimizer, num_warmup_steps=cfg.warmup_steps)
 
 
-def flow_loss(model, batch: Batch, generator: torch.Generator, flow_shift: float) -> torch.Tensor:
-    """Per-sample flow-matching loss over the generated domains, shape (B,). Noise and timesteps come
-    from `generator` (CPU) so a resumed run draws the same numbers."""
+def draw_sigmas(batch: Batch, generator: torch.Generator, flow_shift: float, decoupled: bool) -> torch.Tensor:
+    """Noise levels: (B,) one per sample (Jodi), or (B, D) one per domain with [C] domains at 0 (modality
+    decoupling, MMGen §3.2: every domain is drawn from the same logit-normal, independently)."""
+    b, d = batch.role.shape
+    if not decoupled:
+        return logit_normal_sigmas(b, generator, shift=flow_shift)
+    sigma = logit_normal_sigmas(b * d, generator, shift=flow_shift).reshape(b, d)
+    return torch.where(batch.role.cpu() == CONDITION, 0.0, sigma)
+
+
+def flow_loss(model, batch: Batch, generator: torch.Generator, flow_shift: float,
+              repa_weight: float = 0.0) -> torch.Tensor:
+    """Per-sample loss, shape (B,): flow matching over the generated domains, plus `repa_weight` times
+    REPA's negative cosine similarity (arXiv 2410.06940 Eq. 8) when the batch carries DINOv2 features.
+    Noise and timesteps come from `generator` (CPU) so a resumed run draws the same numbers."""
     x0 = batch.x0
-    b = x0.shape[0]
-    sigma = logit_normal_sigmas(b, generator, shift=flow_shift).to(x0.device)
+    decoupled = bool(getattr(unwrap(model).cfg, "decoupled_timesteps", False))
+    sigma = draw_sigmas(batch, generator, flow_shift, decoupled).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     x_t = add_noise(x0, noise, sigma)
-    pred = model(x_t, sigma * 1000, batch.y, batch.role, y_mask=batch.y_mask, clean_x=x0, drop_text=batch.drop_text)
+    condition = batch.y if batch.labels is None else batch.labels
+    repa = bool(repa_weight)
+    out = model(x_t, sigma * 1000, condition, batch.role, y_mask=batch.y_mask, clean_x=x0,
+                drop_text=batch.drop_text, **({"return_repa": True} if repa else {}))
+    pred, projected = out if repa else (out, None)
     generated = (batch.role == GENERATE)[:, :, None, None, None].to(torch.float32)
     se = (pred.float() - velocity_target(x0, noise).float()) ** 2 * generated
     per_domain = x0[0, 0].numel()
-    return se.flatten(1).sum(1) / (generated.flatten(1).sum(1) * per_domain).clamp(min=1)
+    loss = se.flatten(1).sum(1) / (generated.flatten(1).sum(1) * per_domain).clamp(min=1)
+    if repa:
+        if batch.dino is None:
+            raise ValueError("repa_weight > 0 needs batches with DINOv2 features (cache with --dino)")
+        loss = loss + repa_weight * repa_loss(projected, batch.dino)
+    return loss
 
 
 def train_step(model, optimizer, scheduler, batch: Batch, generator, cfg: TrainConfig) -> torch.Tensor:
     """One optimisation step; returns the detached per-sample losses."""
     device = batch.x0.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda"):
-        per_sample = flow_loss(model, batch, generator, cfg.flow_shift)
+        per_sample = flow_loss(model, batch, generator, cfg.flow_shift, cfg.repa_weight)
     loss = per_sample.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -123,8 +145,12 @@ def run_training(cfg: TrainConfig, session: Session, collator: Collator) -> dict
     Returns the last metrics record."""
     model = build_initial_model(cfg)
     null = collator.null_text[0]
-    if tuple(model.y_embedder.y_embedding.shape) == null.shape:
+    if hasattr(model, "y_embedder") and tuple(model.y_embedder.y_embedding.shape) == null.shape:
         set_null_caption(model, null)
+    if cfg.lora_rank:  # before DDP/FSDP wrapping, so they see the frozen base and the trainable adapters
+        from jodi.lora import LoraSettings, add_lora
+
+        add_lora(model, LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha, train_heads=cfg.lora_train_heads))
     model.gradient_checkpointing = cfg.gradient_checkpointing
     model = session.prepare_model(model)
     optimizer = build_optimizer(cfg, model.parameters())

@@ -1,8 +1,9 @@
 """`train(cfg)`: fine-tune Jodi on latent caches with Ray Train (one GPU or many nodes).
 
-A `TorchTrainer` runs `run_training` (jodi/train_loop.py) on every worker. The
-latent caches are one Ray Dataset; each worker iterates its own streaming shard
-(`ray.train.get_dataset_shard`), so the data is never copied per worker.
+A `TorchTrainer` runs `run_training` (jodi/train/loop.py) on every worker. Each
+worker streams its own share of the latent-cache files (`worker_rows`: a pure
+function of files, rank and world size, so a resumed worker sees the same rows),
+so the data is never copied per worker.
 Checkpoints go through Ray Train to `<output>/<run_name>` (any storage Ray Train
 accepts: a local folder or a pyarrow/fsspec URI), keeping the last
 `keep_checkpoints`. Running again with the same output and run name resumes from
@@ -21,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from jodi.train_config import TrainConfig
-from jodi.train_data import Collator, load_null_text, read_cache_info, read_dataset
-from jodi.train_loop import run_training
-from jodi.train_metrics import plot_loss_curve
+from jodi.train.config import TrainConfig
+from jodi.train.data import Collator, cache_files, load_null_text, read_cache_info, worker_rows
+from jodi.train.loop import run_training
+from jodi.train.metrics import plot_loss_curve
 
 
 def make_collator(cfg: TrainConfig) -> Collator:
     """The batch builder for these caches; all caches must share encoders and domains."""
-    from jodi.train_ckpt import model_config
+    from jodi.train.ckpt import model_config
 
     infos = [read_cache_info(src.path) for src in cfg.data]
     first = infos[0]
@@ -38,11 +39,23 @@ def make_collator(cfg: TrainConfig) -> Collator:
             first.latent_channels, first.text_channels, first.domains):
             raise ValueError(f"{src.path} was encoded differently from {cfg.data[0].path}")
     mcfg = model_config(cfg)
-    if first.text_channels != mcfg.caption_channels or first.latent_channels != mcfg.in_channels:
+    if tuple(first.domains) != tuple(mcfg.domains):
+        raise ValueError(f"{cfg.data[0].path} stores domains {list(first.domains)} but the model has "
+                         f"{list(mcfg.domains)}: list the cache's extra domains as new_domains")
+    text_ok = getattr(mcfg, "num_classes", 0) or first.text_channels == mcfg.caption_channels
+    if not text_ok or first.latent_channels != mcfg.in_channels:
         raise ValueError(
             f"cache has latent/text channels {first.latent_channels}/{first.text_channels}, preset "
             f"{cfg.preset!r} expects {mcfg.in_channels}/{mcfg.caption_channels}"
         )
+    if cfg.num_classes and len(first.classes) != cfg.num_classes:
+        raise ValueError(f"num_classes={cfg.num_classes} but {cfg.data[0].path} has {len(first.classes)} classes "
+                         "(cache with --classes-from-folders)")
+    if cfg.repa_weight and not first.dino_dim:
+        raise ValueError(f"repa_weight={cfg.repa_weight} needs DINOv2 features: cache {cfg.data[0].path} with --dino")
+    if cfg.repa_weight and first.dino_dim != getattr(mcfg, "repa_dim", None):
+        raise ValueError(f"cached DINOv2 features are {first.dino_dim}-d; preset {cfg.preset!r} projects to "
+                         f"{getattr(mcfg, 'repa_dim', 'nothing (REPA needs an MMGen preset)')}")
     return Collator(
         latent_channels=first.latent_channels,
         text_channels=first.text_channels,
@@ -51,6 +64,9 @@ def make_collator(cfg: TrainConfig) -> Collator:
         null_text=load_null_text(cfg.data[0].path, mcfg.model_max_length),
         caption_dropout=cfg.caption_dropout,
         num_domains=len(first.domains),
+        modality_dropout=cfg.modality_dropout,
+        classes=first.classes if cfg.num_classes else (),
+        dino_dim=first.dino_dim if cfg.repa_weight else 0,
     )
 
 
@@ -82,10 +98,10 @@ class RaySession:
         self.cfg = cfg
         self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.device = ray.train.torch.get_device()
-        self.shard = ray.train.get_dataset_shard("train")
+        self.files = cache_files([src.path for src in cfg.data])
 
     def rows(self, epoch: int):
-        return self.shard.iter_rows()  # every call is a new pass over this worker's shard
+        return worker_rows(self.files, self.rank, self.world_size)  # a new pass over this worker's rows
 
     def prepare_model(self, model):
         import ray.train.torch
@@ -139,8 +155,7 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
     Returns {"metrics": last metrics, "checkpoint": path of the last checkpoint, "loss_curve": png}.
     `worker_fn(config)` replaces the per-worker function (instrumented runs in tests)."""
     import ray
-    from ray.data import ExecutionOptions
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     if not ray.is_initialized():
@@ -165,9 +180,6 @@ def train(cfg: TrainConfig, worker_fn=None) -> dict:
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             worker_runtime_env={"env_vars": {"PYTHONPATH": _project_root()}},
         ),
-        datasets={"train": read_dataset([src.path for src in cfg.data])},
-        # Keep the block order: with one worker the stream (and so a resumed run) is deterministic.
-        dataset_config=DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )
     result = trainer.fit()
     out = {"metrics": dict(result.metrics or {}), "checkpoint": None, "loss_curve": None}
@@ -187,7 +199,7 @@ def _absolute(path: str) -> str:
 
 
 def _project_root() -> str:
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the repository root (jodi/train/runner.py)
     extra = os.environ.get("PYTHONPATH")
     return f"{root}{os.pathsep}{extra}" if extra else root
 
@@ -205,12 +217,7 @@ class LocalSession:
         self.reports: list[dict] = []
 
     def rows(self, epoch: int):
-        import pyarrow.parquet as pq
-
-        for k, src in enumerate(self.cfg.data):
-            for f in sorted((Path(src.path) / "latents").glob("*.parquet")):
-                for row in pq.read_table(f).to_pylist():
-                    yield {**row, "source_index": k}
+        return worker_rows(cache_files([src.path for src in self.cfg.data]), 0, 1)
 
     def prepare_model(self, model):
         return model.to(self.device)

@@ -3,6 +3,8 @@
 A checkpoint folder holds everything a resumed run needs to continue as if it had
 never stopped:
     model.safetensors        full (unsharded) weights, parameter names of the released Jodi
+    model.json               the model's recipe and config (domains, classes, timestep mode)
+    adapter.safetensors      the LoRA adapter alone (LoRA runs)
     ema.safetensors          the EMA weights, when EMA is on
     optimizer.pt             optimizer state keyed by parameter name (torch.load weights_only=True)
     state.json               step, epoch, batches done in the epoch, scheduler state
@@ -28,8 +30,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from jodi.model import PRESETS, Jodi, JodiConfig, read_state_dict
-from jodi.train_config import TrainConfig
+from jodi.mmgen import MMGen, MMGenConfig
+from jodi.model import Jodi, build_model, preset_config, read_state_dict
+from jodi.train.config import TrainConfig
 from schemas.checkpoint import load_torch_file
 from schemas.domains import ALL_DOMAINS
 
@@ -40,9 +43,20 @@ _PER_DOMAIN = ("x_embedders.", "final_layers.")
 # ---------------------------------------------------------------- initialisation
 
 
-def model_config(cfg: TrainConfig) -> JodiConfig:
-    base = PRESETS[cfg.preset]
-    return dataclasses.replace(base, num_domains=base.num_domains + len(cfg.new_domains))
+def model_config(cfg: TrainConfig):
+    """The preset's config with this run's domains, timestep mode and classes (JodiConfig or MMGenConfig)."""
+    base = preset_config(cfg.preset)
+    changes = {"num_domains": base.num_domains + len(cfg.new_domains),
+               "extra_domains": tuple(d.name for d in cfg.new_domains)}
+    if isinstance(base, MMGenConfig):
+        changes["num_classes"] = cfg.num_classes
+        if not cfg.repa_weight:  # no projector without REPA: DDP requires every parameter to get a gradient
+            changes["repa_block"] = 0
+    elif cfg.num_classes:
+        raise ValueError("class conditioning is part of the MMGen recipe: use an mmgen_* preset")
+    else:
+        changes["decoupled_timesteps"] = cfg.timesteps == "per_domain"
+    return dataclasses.replace(base, **changes)
 
 
 def domain_names(cfg: TrainConfig) -> tuple[str, ...]:
@@ -52,7 +66,9 @@ def domain_names(cfg: TrainConfig) -> tuple[str, ...]:
 def build_initial_model(cfg: TrainConfig) -> Jodi:
     """The model a run starts from (before any resume): random, the released Jodi, or Sana."""
     torch.manual_seed(cfg.seed)  # the random init is part of the run's reproducibility
-    model = Jodi(model_config(cfg))
+    model = build_model(model_config(cfg))
+    if isinstance(model, MMGen) and cfg.init != "random":
+        raise ValueError(f"preset {cfg.preset!r} (MMGen recipe) has no released weights: use init='random'")
     if cfg.init == "jodi":
         init_from_jodi(model, read_state_dict(cfg.init_weights), cfg)
     elif cfg.init == "sana":
@@ -114,6 +130,11 @@ def set_null_caption(model: Jodi, emb: np.ndarray) -> None:
         buf.copy_(torch.from_numpy(emb).to(buf))
 
 
+def describe_model(model) -> dict:
+    """What `jodi generate` / `jodi eval` need to rebuild a checkpoint's model: its recipe and config."""
+    return {"recipe": "mmgen" if isinstance(model, MMGen) else "jodi", "config": dataclasses.asdict(model.cfg)}
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -131,6 +152,12 @@ def save_checkpoint(
     if rank != 0:
         return
     save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "model.safetensors"))
+    base = getattr(model, "module", model)
+    if hasattr(base, "lora_settings"):  # the adapter alone, to load onto the released checkpoint
+        from jodi.lora import save_adapter
+
+        save_adapter(base, str(folder / "adapter.safetensors"))
+    (folder / "model.json").write_text(json.dumps(describe_model(base)))
     if ema is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in ema.module.state_dict().items()},
                   str(folder / "ema.safetensors"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 INITS = ("random", "jodi", "sana")
 OPTIMIZERS = ("adamw", "came")
 STRATEGIES = ("ddp", "fsdp")
+TIMESTEPS = ("shared", "per_domain")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,17 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on GPU; CPU runs stay in fp32
     # objective (reference §4 "Objective" and "Timestep sampling")
     flow_shift: float = 3.0
-    caption_dropout: float = 0.1
+    caption_dropout: float = 0.1  # also the null-class rate of class-conditioned models
+    # MMGen recipe (arXiv 2503.20644 §3.2): "per_domain" = one timestep per domain, [C] at t = 0 (MMGen
+    # presets always); modality dropout drops each present label domain with this probability.
+    timesteps: str = "shared"
+    modality_dropout: float = 0.0
+    num_classes: int = 0  # > 0: class-conditioned MMGen over the cache's `classes` (cache with class folders)
+    repa_weight: float = 0.0  # REPA loss weight (REPA uses 0.5); needs a cache made with DINOv2 features
+    # LoRA (jodi/lora.py): rank 0 = full fine-tuning
+    lora_rank: int = 0
+    lora_alpha: float | None = None  # None = rank (scale 1)
+    lora_train_heads: bool = True  # per-domain embedders and final layers fully trained alongside
     # schedule
     batch_size: int = 4  # per worker
     max_steps: int = 1000
@@ -84,6 +95,7 @@ class TrainConfig:
             ("init", self.init, INITS),
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("strategy", self.strategy, STRATEGIES),
+            ("timesteps", self.timesteps, TIMESTEPS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r}; choose one of {', '.join(allowed)}")
@@ -91,5 +103,9 @@ class TrainConfig:
             raise ValueError(f"init={self.init!r} needs init_weights (a path or hf://repo/file)")
         if self.strategy == "fsdp" and self.ema_decay:
             raise ValueError("EMA keeps a full copy of the model; with strategy=fsdp use ema_decay=None")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout={self.modality_dropout} must be in [0, 1)")
+        if self.lora_rank < 0 or self.repa_weight < 0:
+            raise ValueError("lora_rank and repa_weight must not be negative")
         if self.batch_size < 1 or self.max_steps < 1:
             raise ValueError("batch_size and max_steps must be positive")
