@@ -4,7 +4,12 @@ Both are controlnet_aux's nn.Modules with the checkpoints controlnet_aux loads f
 lllyasviel/Annotators, run batched on the device. The networks draw dark lines on
 white; ControlNet's detectors invert that to white on black. Our output is ink
 strength in [0, 1] (1 = line), which `schemas.encoding.encode_lineart` stores
-black on white as Joint does (../shared/reference/jodi.md §3, lineart mean ~232-250).
+black on white as Joint does (docs/annotators-edge-lineart.md, "Encoding").
+
+Parity: controlnet_aux's `LineartDetector` resizes with `util.resize_image` (multiples of 64,
+INTER_AREA down / Lanczos up) and the label comes back to the photo's size with a cubic resize;
+batching resizes on the device (bilinear + antialias, multiples of 8) instead. `parity=True`
+restores the detector's resizes (tests/test_parity.py checks the label to 1/255).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.edge import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
+from annotators.preprocess import ControlNetAuxParity
+from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
 
 
 @dataclass(frozen=True)
@@ -25,12 +31,13 @@ class InformativeDrawingsConfig(AnnotatorConfig):
     resolution: int = 512
     multiple_of: int = 8  # two stride-2 convs, two stride-2 transposed convs
     n_residual_blocks: int = 3  # controlnet_aux builds Generator(3, 1, 3); tests use fewer
+    parity: bool = False  # True: controlnet_aux's per-image resizes (see the module docstring)
 
 
 _PRESET_OF_FILE = {"sk_model.pth": "informative_drawings", "sk_model2.pth": "lineart_coarse"}
 
 
-class InformativeDrawings(Annotator):
+class InformativeDrawings(ControlNetAuxParity, Annotator):
     """Photo -> line drawing (controlnet_aux `lineart.Generator`, instance norm, so batching is exact)."""
 
     domain = "lineart"

@@ -19,14 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotators.base import AnnotationError, Annotator, AnnotatorConfig, working_size
-from annotators.loading import hub_file
+from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, CONTROLNET_AUX_HINT, hub_file, require
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
-
-# lllyasviel/Annotators pinned at the commit ComfyUI's controlnet_aux mirrors use (holds
-# body_pose_model.pth, hand_pose_model.pth, facenet.pth and scannet.pt).
-ANNOTATORS_REPO = "lllyasviel/Annotators"
-ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
-INSTALL_HINT = "the openpose/normalbae annotators need controlnet_aux: pip install 'controlnet-aux==0.0.10'"
 
 BOXSIZE = 368  # CMU's network box size; every scale below is a fraction of it
 STRIDE = 8  # output stride of the OpenPose CNNs
@@ -69,12 +63,10 @@ class OpenposeAnnotator(Annotator):
         super().__init__(config, device)
         import torch
 
-        try:
-            from controlnet_aux.open_pose import util
-            from controlnet_aux.open_pose.face import FaceNet
-            from controlnet_aux.open_pose.model import bodypose_model, handpose_model
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(INSTALL_HINT) from exc
+        require("openpose", "controlnet_aux.open_pose", CONTROLNET_AUX_HINT)
+        from controlnet_aux.open_pose import util
+        from controlnet_aux.open_pose.face import FaceNet
+        from controlnet_aux.open_pose.model import bodypose_model, handpose_model
 
         def load(filename: str) -> dict:
             path = hub_file(self.name, config.model_id, filename, config.revision)

@@ -84,7 +84,7 @@ def bench_annotators(names, images, workdir: Path, repeats: int = 2, dtype: str 
     import torch
 
     import annotators
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
@@ -123,7 +123,7 @@ def bench_pipeline(names, images, workdir: Path, dtype: str = "auto") -> dict:
     import ray
     from PIL import Image
 
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    from tests.builders import BASELINES, RANDOM_CHECKPOINTS
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
 

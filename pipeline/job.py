@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from annotators.loading import ModelUnavailableError
-from annotators.registry import canonical_name, resolve
+from annotators.registry import canonical_name, entry, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
 from pipeline.report import write_preview, write_stats
@@ -341,6 +341,7 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[dict]:
                 "model_id": config.model_id,
                 "revision": config.revision,
                 "parameters": config.to_json(),
+                "licence": entry(n).licence.name,
             }
         )
     return out

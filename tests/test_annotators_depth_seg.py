@@ -16,7 +16,7 @@ from PIL import Image
 
 from annotators.base import AnnotatorConfig
 from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 from annotators.registry import DOMAIN_DEFAULTS, REGISTRY, build
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import ade150_to_12, decode_depth, decode_seg, encode_label, palette_only

@@ -10,7 +10,7 @@ import pytest
 
 from annotators.base import AnnotatorConfig
 from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 from annotators.registry import DOMAIN_DEFAULTS, build, resolve
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import decode_normal, encode_label
@@ -153,7 +153,7 @@ def test_full_size_builders_are_stable_diffusion_2_sized():
     """The full_size=True architectures (for timing) have SD 2's parameter counts; built on the meta device."""
     import torch
 
-    from annotators import diffusion_random as dr
+    from tests.builders import diffusion as dr
 
     def millions(module) -> float:
         return sum(p.numel() for p in module.parameters()) / 1e6

@@ -8,7 +8,7 @@ import pytest
 
 from annotators.base import AnnotatorConfig
 from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 from annotators.registry import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import decode_edge, decode_lineart, encode_label

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from annotators import random_weights
+from tests import builders as random_weights
 from annotators.base import working_size
 from annotators.loading import ModelUnavailableError
 from annotators.pose_grouping import LIMBS, PAF_CHANNELS

@@ -14,7 +14,7 @@ from annotators import caption, caption_vllm, registry
 from annotators.base import AnnotationError
 from annotators.caption import AltTextCaptioner, CaptionerConfig, caption_stats, clean_caption
 from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 from schemas.record import LabeledRecord
 
 MODEL_PRESETS = [name for name, (cls, _) in caption.PRESETS.items() if cls is not AltTextCaptioner]

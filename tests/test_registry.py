@@ -6,7 +6,7 @@ import pytest
 
 from annotators import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build, resolve
 from annotators.base import NumpyAnnotator
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 from schemas.domains import LABEL_DOMAINS
 
 
