@@ -14,7 +14,7 @@ from annotators.registry import REGISTRY, build
 from tests.builders.tiny import tiny_annotator
 
 # Batched == alone up to float reassociation in batched kernels (and bf16-free fp32 on CPU).
-ATOL = {"caption": 0.0, "seg_12colors": 0.0, "openpose": 0.0}
+ATOL = {"openpose": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,7 @@ def check_label(domain: str, label, image: np.ndarray) -> None:
         assert label.dtype == np.float32 and label.shape[2] == 3 and np.abs(label).max() <= 1.0 + 1e-5
     elif domain == "depth":
         assert label.dtype == np.float32 and label.ndim == 2
+        assert label.min() >= 0 and label.std() > 0  # disparity is never negative; a real map came back
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -76,7 +77,9 @@ def test_batched_equals_alone(name, images):
     together = annotator.annotate(images)
     for i in (0, 1, 2):  # 0 and 1 were one batch of two
         alone = annotator.annotate([images[i]])[0]
-        if isinstance(alone, np.ndarray):
+        if annotator.domain == "seg_12colors":
+            assert (alone == together[i]).mean() > 0.999, name  # an argmax tie may flip on float noise
+        elif isinstance(alone, np.ndarray):
             np.testing.assert_allclose(alone, together[i], atol=ATOL.get(annotator.domain, 2e-4), err_msg=name)
         else:
             assert alone == together[i] or (isinstance(alone, AnnotationError) and alone.reason == together[i].reason)
