@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.preprocess import ControlNetAuxParity
 from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
@@ -54,6 +56,10 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
     def forward(self, x):
         # RGB in [0, 1] in (LineartDetector); the sigmoid output is paper white = 1, ink = 0.
         return 1.0 - self.net(x)
+
+    def quantize(self, label: np.ndarray) -> np.ndarray:
+        # LineartDetector truncates the paper-white map to uint8, then inverts it (255 - x).
+        return 1.0 - super().quantize(1.0 - label)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,6 @@ must give exactly the reference label.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 # ImageNet statistics (torchvision's `transforms.Normalize` values, used by the DINOv2, Swin,
@@ -50,11 +48,12 @@ def resize_like_controlnet_aux(image: np.ndarray, size: tuple[int, int]) -> np.n
 
 
 def long_side_size(hw: tuple[int, int], long_side: int, multiple_of: int = 1) -> tuple[int, int]:
-    """(h, w) with the long side scaled to `long_side`, keeping aspect, each side a multiple of `multiple_of`."""
+    """(h, w) with the long side scaled to `long_side`, keeping aspect: each side truncated (as Marigold's
+    and Lotus' `resize_max_res` do), then rounded down to a multiple of `multiple_of`."""
     h, w = hw
     scale = long_side / max(h, w)
     m = max(1, multiple_of)
-    return max(m, int(math.floor(h * scale / m + 0.5)) * m), max(m, int(math.floor(w * scale / m + 0.5)) * m)
+    return max(m, int(h * scale) // m * m), max(m, int(w * scale) // m * m)
 
 
 class UpstreamResize:
@@ -119,14 +118,19 @@ class ControlNetAuxParity(UpstreamResize):
     def resize_in(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return resize_like_controlnet_aux(image, size).astype(np.float32) / 255.0
 
+    def quantize(self, label: np.ndarray) -> np.ndarray:
+        """The detector's 8-bit map: `(x * 255).clip(0, 255).astype(np.uint8)` truncates, here in float."""
+        return np.floor(np.clip(label * 255.0, 0.0, 255.0)) / 255.0
+
     def resize_back(self, label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         import cv2
 
         h, w = hw
-        if label.shape[:2] != (h, w):
-            label = cv2.resize(label, (w, h), interpolation=cv2.INTER_CUBIC)
-        # A cubic kernel overshoots; controlnet_aux's uint8 maps saturate at 0 and 255.
-        return np.clip(label, 0.0, 1.0)
+        # The cubic resize runs on the detector's uint8 map, as upstream: rounded and saturated.
+        levels = np.rint(self.quantize(label) * 255.0).astype(np.uint8)
+        if levels.shape[:2] != (h, w):
+            levels = cv2.resize(levels, (w, h), interpolation=cv2.INTER_CUBIC)
+        return levels.astype(np.float32) / 255.0
 
 
 def torch_resize(image: np.ndarray, size: tuple[int, int], mode: str = "bilinear", antialias: bool = True) -> np.ndarray:
