@@ -237,3 +237,33 @@ def test_rgbx_albedo_parity(aspect, photos):
     ours = twin(ann, resolution=96).annotate([photos[aspect]])[0]
     ref = _rgbx_reference(ann, photos[aspect], 96, ann.config.num_inference_steps)
     assert ours.shape == ref.shape and np.abs(ours - ref).max() <= ONE
+
+
+# ----- OpenPose: controlnet_aux's draw-then-resize path ------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1024, 1916), (1916, 1024), (600, 600)])  # landscape, portrait, square
+def test_openpose_strokes_follow_the_detectors_draw_then_resize(size):
+    """Same poses: our label equals OpenposeDetector's output (its detect-size canvas, its bilinear
+    resize) brought to the image's size, for portrait as for landscape images."""
+    import cv2
+    from controlnet_aux import OpenposeDetector
+    from controlnet_aux.open_pose import PoseResult
+    from controlnet_aux.open_pose.body import BodyResult, Keypoint
+
+    from tests.test_annotators_pose import PERSON
+
+    h, w = size
+    people = [PoseResult(BodyResult([Keypoint(x / 256, y / 160) for x, y in PERSON], 1.0, 18), None, None, None)]
+    ann = tiny_annotator("openpose")
+    ours = twin(ann, draw_resolution=288)._render(people, size)
+    detector = OpenposeDetector(body_estimation=None)
+    detector.detect_poses = lambda *args, **kwargs: people  # the network's output, given
+    theirs = detector(np.zeros((h, w, 3), np.uint8), detect_resolution=288, image_resolution=288, output_type="np")
+    theirs = cv2.resize(theirs, (w, h), interpolation=cv2.INTER_LINEAR)
+    assert ours.shape == theirs.shape == (h, w, 3)
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # The nose circle (pure red) is ~4 px on a 256-px canvas, ~36 px once resized to a 1024-px short side.
+    red = np.argwhere((np.abs(ours.astype(int) - (255, 0, 0)) <= 40).all(axis=2))
+    diameter = red[:, 0].max() - red[:, 0].min() + 1
+    assert abs(diameter - 9 * min(size) / 256) <= 0.25 * 9 * min(size) / 256
