@@ -1,8 +1,8 @@
 """Captioners: vision-language models that write `caption: {model_name: text}` (Jodi App. A, Joint-1.6M).
 
 Joint-1.6M stores one caption per captioning model: BLIP2-OPT-2.7b gives a short
-subject caption, Qwen2-VL-7b-Instruct a long paragraph (../shared/reference/jodi.md
-§2 "Captions"); the trainer picks one per sample with configurable weights. Each
+subject caption, Qwen2-VL-7b-Instruct a long paragraph (Jodi, arXiv
+2505.19084, App. A); the trainer picks one per sample with configurable weights. Each
 captioner here is an `Annotator` of domain `caption` whose config names the key it
 writes (`caption_key`). The pipeline stores each returned string under
 `record.captions[config.caption_key]`.

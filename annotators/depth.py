@@ -1,7 +1,7 @@
 """Monocular depth on transformers' depth-estimation heads: Depth Anything V2, ZoeDepth, MiDaS (DPT).
 
-Joint-1.6M's depth maps are relative inverse depth, near = bright (../shared/reference/jodi.md
-§3), which is what Depth Anything V2 and MiDaS predict. ZoeDepth predicts metric depth in
+Joint-1.6M's depth maps are relative inverse depth, near = bright (README.md, "What the
+job writes"), which is what Depth Anything V2 and MiDaS predict. ZoeDepth predicts metric depth in
 metres; it is inverted here so that every preset returns "larger = nearer".
 
 All three share one model call, `AutoModelForDepthEstimation(pixel_values).predicted_depth`;

@@ -28,6 +28,9 @@ class Licence:
 
 NO_WEIGHTS = Licence("none (no weights)", True, "weights-free algorithm")
 UNKNOWN = Licence("unknown", None, "the model card states no licence")
+# Where the card could not be read from here (the hub is unreachable from the build machine): also
+# "unknown", never a guess; docs/annotators-licences.md lists these for a maintainer to check.
+UNVERIFIED = Licence("unknown", None, "model card not verified (hub unreachable when recorded)")
 
 
 def card(spdx: str, repo: str) -> Licence:

@@ -4,7 +4,7 @@ Both are controlnet_aux's nn.Modules with the checkpoints controlnet_aux loads f
 lllyasviel/Annotators, run batched on the device. The networks draw dark lines on
 white; ControlNet's detectors invert that to white on black. Our output is ink
 strength in [0, 1] (1 = line), which `schemas.encoding.encode_lineart` stores
-black on white as Joint does (docs/annotators-edge-lineart.md, "Encoding").
+black on white as Joint does (README.md, "What the job writes").
 
 Parity: controlnet_aux's `LineartDetector` resizes with `util.resize_image` (multiples of 64,
 INTER_AREA down / Lanczos up) and the label comes back to the photo's size with a cubic resize;

@@ -1,5 +1,5 @@
 """Lotus-D (He et al., "Lotus: Diffusion-based Visual Foundation Model for High-quality Dense Prediction",
-arXiv 2409.18124): Joint-1.6M's normal annotator, and a depth annotator (jodi.md §2).
+arXiv 2409.18124): Joint-1.6M's normal annotator, and a depth annotator (Jodi, arXiv 2505.19084, §3).
 
 Lotus-D is Stable Diffusion 2 turned into a single-step deterministic predictor. Facts
 taken from the authors' code (EnVision-Research/Lotus, `pipeline.py` LotusDPipeline,

@@ -7,7 +7,7 @@ batches same-size images and normalises on the device; `forward` is the network 
 Axis convention. BAE predicts camera-frame normals with x pointing LEFT, y up, z toward the
 camera (ControlNet 1.1 calls it "ScanNet protocol"; red = left in its visualisations). Joint-1.6M's
 normals (Lotus) have x pointing RIGHT: on the official samples the left flank of a convex object
-(the parrot in ../shared/joint_example) has red < 128 and the right flank red > 128, the ground has
+(the parrot of the official Joint-1.6M samples) has red < 128 and the right flank red > 128, the ground has
 green > 128 and fronto-parallel surfaces are ~(128, 128, 255). So `flip_x` negates x by default;
 y and z already agree.
 """

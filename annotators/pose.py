@@ -1,6 +1,6 @@
 """OpenPose (CMU) body, and body + hands + face, on controlnet_aux's networks with batched forwards.
 
-Joint-1.6M's openpose labels are "OpenPose (CMU)" skeletons (../shared/reference/jodi.md §2):
+Joint-1.6M's openpose labels are "OpenPose (CMU)" skeletons (Jodi, arXiv 2505.19084, §3):
 the coloured COCO-18 stick figure on black, absent when nobody is in the picture.
 controlnet_aux's `OpenposeDetector` runs the body CNN one image at a time and does all
 post-processing on the CPU in numpy. Here the CNN runs once per batch of same-size images,

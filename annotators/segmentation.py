@@ -1,7 +1,7 @@
 """Semantic segmentation into Jodi's 12 classes: OneFormer, Mask2Former and UperNet on ADE20K-150.
 
 Joint-1.6M labels segmentation with OneFormer (ADE20K, 150 classes) and maps the classes
-to 12 superclasses (../shared/reference/jodi.md §2-3, schemas.encoding.ade150_to_12).
+to 12 superclasses (Jodi, arXiv 2505.19084, §3; schemas.encoding.ade150_to_12).
 
 Each model gives per-class scores at a fraction of the working size. What the
 processors' `post_process_semantic_segmentation` does per image on the CPU, done here

@@ -16,7 +16,7 @@ same run, alternating the two sides. Usage:
 
     python bench/label_throughput.py                    # CPU suite, 8 images
     python bench/label_throughput.py --suite joint      # the Joint-1.6M default of every domain
-    python bench/label_throughput.py --annotators hed,pidinet --images 16 --skip-pipeline
+    python bench/label_throughput.py --annotators hed_bsds,pidinet --images 16 --skip-pipeline
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SUITES = {
     "cpu": (
         "depth_anything_v2_small",
         "pidinet",
-        "hed",
+        "hed_bsds",
         "informative_drawings",
         "openpose",
         "upernet_ade20k",

@@ -23,7 +23,7 @@ class JpegProfile:
 JPEG_PROFILES = {
     # Joint-1.6M's own files (image and every JPEG label) are libjpeg quality-75 tables with 4:2:0
     # chroma: the official samples' quantisation tables start [8, 6, 5, 8] (the standard luminance
-    # table [16, 11, 10, 16] at q75) with 2x2 chroma sampling (docs/datasets.md, "JPEG profiles").
+    # table [16, 11, 10, 16] at q75) with 2x2 chroma sampling (docs/annotators-parity.md, "JPEG profiles").
     "joint": JpegProfile("joint", 75, 2),
     # The default: q95 with full-resolution chroma. Labels are training targets; 4:2:0 halves the
     # chroma of thin coloured skeleton lines and normal-map boundaries, and q75 adds visible ringing.
