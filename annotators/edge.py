@@ -17,7 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
+from annotators.loading import (
+    ANNOTATORS_REPO,
+    ANNOTATORS_REVISION,
+    CONTROLNET_AUX_HINT,
+    load_torch_checkpoint,
+    require,
+)
 from annotators.preprocess import ControlNetAuxParity
 
 # ----- PiDiNet --------------------------------------------------------------------------------
@@ -42,6 +48,7 @@ class PiDiNetEdge(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: PiDiNetConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
+        require("pidinet", "controlnet_aux.pidi.model", CONTROLNET_AUX_HINT)
         from controlnet_aux.pidi.model import PiDiNet, config_model, nets
 
         state = load_torch_checkpoint("pidinet", config.model_id, config.filename, config.revision)
@@ -83,9 +90,7 @@ class ControlNetHEDEdge(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: ControlNetHEDConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from controlnet_aux.hed import ControlNetHED_Apache2
-
-        net = ControlNetHED_Apache2()
+        net = require("hed_controlnet", "controlnet_aux.hed", CONTROLNET_AUX_HINT).ControlNetHED_Apache2()
         net.load_state_dict(load_torch_checkpoint("hed_controlnet", config.model_id, config.filename, config.revision))
         self.net = net.float().eval().to(device)
 
@@ -158,9 +163,7 @@ class TEEDEdge(Annotator):
 
     def __init__(self, config: TEEDConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from controlnet_aux.teed.ted import TED
-
-        net = TED()
+        net = require("teed", "controlnet_aux.teed.ted", CONTROLNET_AUX_HINT).TED()
         net.load_state_dict(load_torch_checkpoint("teed", config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
 

@@ -20,7 +20,13 @@ import numpy as np
 
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.preprocess import ControlNetAuxParity
-from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
+from annotators.loading import (
+    ANNOTATORS_REPO,
+    ANNOTATORS_REVISION,
+    CONTROLNET_AUX_HINT,
+    load_torch_checkpoint,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,8 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: InformativeDrawingsConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from controlnet_aux.lineart import Generator
-
-        net = Generator(3, 1, config.n_residual_blocks)
+        generator = require("informative_drawings", "controlnet_aux.lineart", CONTROLNET_AUX_HINT).Generator
+        net = generator(3, 1, config.n_residual_blocks)
         label = _PRESET_OF_FILE.get(config.filename, "informative_drawings")  # names the preset in errors
         net.load_state_dict(load_torch_checkpoint(label, config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
@@ -85,11 +90,12 @@ class LineartAnime(Annotator):
         super().__init__(config, device)
         import functools
 
-        from controlnet_aux.lineart_anime import UnetGenerator
         from torch import nn
 
+        unet = require("lineart_anime", "controlnet_aux.lineart_anime", CONTROLNET_AUX_HINT).UnetGenerator
+
         norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
-        net = UnetGenerator(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
+        net = unet(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
         net.load_state_dict(load_torch_checkpoint("lineart_anime", config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import AnnotationError, Annotator, AnnotatorConfig, working_size
+from annotators.base import AnnotationError, Annotator, AnnotatorConfig
 from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, CONTROLNET_AUX_HINT, hub_file, require
-from annotators.preprocess import round_to_64
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
+from annotators.preprocess import round_to_64
 
 BOXSIZE = 368  # CMU's network box size; every scale below is a fraction of it
 STRIDE = 8  # output stride of the OpenPose CNNs

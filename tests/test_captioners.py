@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotators import caption, caption_vllm, registry
+from annotators import caption_vllm, registry
 from annotators.base import AnnotationError
 from annotators.caption import AltTextCaptioner, CaptionerConfig, caption_stats, clean_caption
 from tests.builders import BASELINES
