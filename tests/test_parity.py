@@ -105,7 +105,7 @@ def _plain_pidinet():
 
 
 @pytest.mark.parametrize("name", ["pidinet", "informative_drawings", "hed_controlnet"])
-@pytest.mark.parametrize("aspect", ["landscape", "portrait", "square"])
+@pytest.mark.parametrize("aspect", ["landscape", "portrait"])
 def test_controlnet_aux_parity(name, aspect, photos):
     image = photos[aspect]
     ours = twin(tiny_annotator(name), parity=True, resolution=128)
@@ -188,7 +188,7 @@ def _lotus_reference(ann, raw_rgb: np.ndarray, processing_res: int) -> np.ndarra
     return image[0].permute(1, 2, 0).numpy()
 
 
-@pytest.mark.parametrize("aspect", ["landscape", "portrait", "square"])
+@pytest.mark.parametrize("aspect", ["landscape", "portrait"])
 def test_lotus_normal_parity(aspect, photos):
     ann = tiny_annotator("lotus_normal")
     ours = twin(ann, resolution=96).annotate([photos[aspect]])[0]
