@@ -35,8 +35,8 @@ from annotators.licences import (
     card,
     dataset_allows_commercial,
 )
-from annotators.loading import ModelUnavailableError
 from annotators.lineart import InformativeDrawings, InformativeDrawingsConfig, LineartAnime, LineartAnimeConfig
+from annotators.loading import ModelUnavailableError
 from annotators.lotus import LotusDepth, LotusNormal
 from annotators.marigold import MarigoldAlbedo, MarigoldNormals
 from annotators.normal_bae import NormalBae, NormalBaeConfig
@@ -47,6 +47,8 @@ from annotators.segmentation import Mask2FormerSegmenter, OneFormerSegmenter, Up
 
 @dataclass(frozen=True)
 class Entry:
+    """One registry row: the class, its frozen preset, the domain it labels and its weights' licence."""
+
     cls: type[Annotator]
     preset: AnnotatorConfig
     domain: str
