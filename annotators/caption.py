@@ -1,8 +1,8 @@
 """Captioners: vision-language models that write `caption: {model_name: text}` (Jodi App. A, Joint-1.6M).
 
 Joint-1.6M stores one caption per captioning model: BLIP2-OPT-2.7b gives a short
-subject caption, Qwen2-VL-7b-Instruct a long paragraph (../shared/reference/jodi.md
-§2 "Captions"); the trainer picks one per sample with configurable weights. Each
+subject caption, Qwen2-VL-7b-Instruct a long paragraph (Jodi, arXiv
+2505.19084, App. A); the trainer picks one per sample with configurable weights. Each
 captioner here is an `Annotator` of domain `caption` whose config names the key it
 writes (`caption_key`). The pipeline stores each returned string under
 `record.captions[config.caption_key]`.
@@ -284,34 +284,32 @@ class AltTextCaptioner(Annotator):
 DETAILED_PROMPT = "Describe this image in detail."
 DETAILED_PROMPT_VERSION = "detailed-v1"
 
-PRESETS: dict[str, tuple[type[Annotator], AnnotatorConfig]] = {
-    # Joint-1.6M's short caption: BLIP-2 prompt-free, greedy (captions of ~10 words).
-    "blip2_opt_2_7b": (Blip2Captioner, CaptionerConfig(
-        model_id="Salesforce/blip2-opt-2.7b", revision="main", caption_key="BLIP2-OPT-2.7b",
-        prompt="", prompt_version="none-v1", max_new_tokens=30, max_batch=32)),
-    # Joint-1.6M's long caption.
-    "qwen2_vl_7b": (QwenVLCaptioner, QwenVLConfig(
-        model_id="Qwen/Qwen2-VL-7B-Instruct", revision="main", caption_key="Qwen2-VL-7b-Instruct",
-        prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)),
-    "qwen2_5_vl_7b": (Qwen25VLCaptioner, QwenVLConfig(
-        model_id="Qwen/Qwen2.5-VL-7B-Instruct", revision="main", caption_key="Qwen2.5-VL-7b-Instruct",
-        prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)),
-    "qwen2_5_vl_3b": (Qwen25VLCaptioner, QwenVLConfig(
-        model_id="Qwen/Qwen2.5-VL-3B-Instruct", revision="main", caption_key="Qwen2.5-VL-3b-Instruct",
-        prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=16)),
-    "janus_pro_1b": (JanusCaptioner, CaptionerConfig(
-        model_id="deepseek-community/Janus-Pro-1B", revision="main", caption_key="Janus-Pro-1B",
-        prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=16)),
-    "janus_pro_7b": (JanusCaptioner, CaptionerConfig(
-        model_id="deepseek-community/Janus-Pro-7B", revision="main", caption_key="Janus-Pro-7B",
-        prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)),
-    # Florence-2 in its native transformers port (florence-community), no remote code; 0.23B/0.77B: CPU-friendly.
-    "florence2_large": (Florence2Captioner, CaptionerConfig(
-        model_id="florence-community/Florence-2-large", revision="main", caption_key="Florence-2-large",
-        prompt="<MORE_DETAILED_CAPTION>", prompt_version="task-token-v1", max_new_tokens=256, max_batch=16)),
-    "florence2_base": (Florence2Captioner, CaptionerConfig(
-        model_id="florence-community/Florence-2-base", revision="main", caption_key="Florence-2-base",
-        prompt="<MORE_DETAILED_CAPTION>", prompt_version="task-token-v1", max_new_tokens=256, max_batch=32)),
-    # An input dataset's own captions under their own key (Joint's pexels-portrait keeps them as "Pexels").
-    "alt_text": (AltTextCaptioner, AltTextConfig(caption_key="Pexels")),
-}
+# Joint-1.6M's short caption: BLIP-2 prompt-free, greedy (captions of ~10 words).
+BLIP2_OPT_2_7B = CaptionerConfig(
+    model_id="Salesforce/blip2-opt-2.7b", revision="main", caption_key="BLIP2-OPT-2.7b",
+    prompt="", prompt_version="none-v1", max_new_tokens=30, max_batch=32)
+# Joint-1.6M's long caption.
+QWEN2_VL_7B = QwenVLConfig(
+    model_id="Qwen/Qwen2-VL-7B-Instruct", revision="main", caption_key="Qwen2-VL-7b-Instruct",
+    prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)
+QWEN2_5_VL_7B = QwenVLConfig(
+    model_id="Qwen/Qwen2.5-VL-7B-Instruct", revision="main", caption_key="Qwen2.5-VL-7b-Instruct",
+    prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)
+QWEN2_5_VL_3B = QwenVLConfig(
+    model_id="Qwen/Qwen2.5-VL-3B-Instruct", revision="main", caption_key="Qwen2.5-VL-3b-Instruct",
+    prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=16)
+JANUS_PRO_1B = CaptionerConfig(
+    model_id="deepseek-community/Janus-Pro-1B", revision="main", caption_key="Janus-Pro-1B",
+    prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=16)
+JANUS_PRO_7B = CaptionerConfig(
+    model_id="deepseek-community/Janus-Pro-7B", revision="main", caption_key="Janus-Pro-7B",
+    prompt=DETAILED_PROMPT, prompt_version=DETAILED_PROMPT_VERSION, max_new_tokens=256, max_batch=8)
+# Florence-2 in its native transformers port (florence-community), no remote code; 0.23B/0.77B: CPU-friendly.
+FLORENCE2_LARGE = CaptionerConfig(
+    model_id="florence-community/Florence-2-large", revision="main", caption_key="Florence-2-large",
+    prompt="<MORE_DETAILED_CAPTION>", prompt_version="task-token-v1", max_new_tokens=256, max_batch=16)
+FLORENCE2_BASE = CaptionerConfig(
+    model_id="florence-community/Florence-2-base", revision="main", caption_key="Florence-2-base",
+    prompt="<MORE_DETAILED_CAPTION>", prompt_version="task-token-v1", max_new_tokens=256, max_batch=32)
+# An input dataset's own captions under their own key (Joint's pexels-portrait keeps them as "Pexels").
+ALT_TEXT = AltTextConfig(caption_key="Pexels")

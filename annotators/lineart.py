@@ -4,15 +4,29 @@ Both are controlnet_aux's nn.Modules with the checkpoints controlnet_aux loads f
 lllyasviel/Annotators, run batched on the device. The networks draw dark lines on
 white; ControlNet's detectors invert that to white on black. Our output is ink
 strength in [0, 1] (1 = line), which `schemas.encoding.encode_lineart` stores
-black on white as Joint does (../shared/reference/jodi.md §3, lineart mean ~232-250).
+black on white as Joint does (README.md, "What the job writes").
+
+Parity: controlnet_aux's `LineartDetector` resizes with `util.resize_image` (multiples of 64,
+INTER_AREA down / Lanczos up) and the label comes back to the photo's size with a cubic resize;
+batching resizes on the device (bilinear + antialias, multiples of 8) instead. `parity=True`
+restores the detector's resizes (tests/test_parity.py checks the label to 1/255).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.edge import ANNOTATORS_REPO, ANNOTATORS_REVISION, load_torch_checkpoint
+from annotators.preprocess import ControlNetAuxParity
+from annotators.loading import (
+    ANNOTATORS_REPO,
+    ANNOTATORS_REVISION,
+    CONTROLNET_AUX_HINT,
+    load_torch_checkpoint,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -25,21 +39,21 @@ class InformativeDrawingsConfig(AnnotatorConfig):
     resolution: int = 512
     multiple_of: int = 8  # two stride-2 convs, two stride-2 transposed convs
     n_residual_blocks: int = 3  # controlnet_aux builds Generator(3, 1, 3); tests use fewer
+    parity: bool = False  # True: controlnet_aux's per-image resizes (see the module docstring)
 
 
 _PRESET_OF_FILE = {"sk_model.pth": "informative_drawings", "sk_model2.pth": "lineart_coarse"}
 
 
-class InformativeDrawings(Annotator):
+class InformativeDrawings(ControlNetAuxParity, Annotator):
     """Photo -> line drawing (controlnet_aux `lineart.Generator`, instance norm, so batching is exact)."""
 
     domain = "lineart"
 
     def __init__(self, config: InformativeDrawingsConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        from controlnet_aux.lineart import Generator
-
-        net = Generator(3, 1, config.n_residual_blocks)
+        generator = require("informative_drawings", "controlnet_aux.lineart", CONTROLNET_AUX_HINT).Generator
+        net = generator(3, 1, config.n_residual_blocks)
         label = _PRESET_OF_FILE.get(config.filename, "informative_drawings")  # names the preset in errors
         net.load_state_dict(load_torch_checkpoint(label, config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
@@ -47,6 +61,10 @@ class InformativeDrawings(Annotator):
     def forward(self, x):
         # RGB in [0, 1] in (LineartDetector); the sigmoid output is paper white = 1, ink = 0.
         return 1.0 - self.net(x)
+
+    def quantize(self, label: np.ndarray) -> np.ndarray:
+        # LineartDetector truncates the paper-white map to uint8, then inverts it (255 - x).
+        return 1.0 - super().quantize(1.0 - label)
 
 
 @dataclass(frozen=True)
@@ -72,11 +90,12 @@ class LineartAnime(Annotator):
         super().__init__(config, device)
         import functools
 
-        from controlnet_aux.lineart_anime import UnetGenerator
         from torch import nn
 
+        unet = require("lineart_anime", "controlnet_aux.lineart_anime", CONTROLNET_AUX_HINT).UnetGenerator
+
         norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
-        net = UnetGenerator(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
+        net = unet(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
         net.load_state_dict(load_torch_checkpoint("lineart_anime", config.model_id, config.filename, config.revision))
         self.net = net.eval().to(device)
 

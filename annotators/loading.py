@@ -1,9 +1,21 @@
-"""Resolving model weights: hub id + pinned revision, or a local folder, with one clear line on failure."""
+"""Resolving model weights: hub id + pinned revision, or a local folder, with one clear line on failure.
+
+The hub constants several model families share live here, pinned once.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from schemas.checkpoint import load_torch_file
+
+# lllyasviel/Annotators holds controlnet_aux's checkpoints (table5_pidinet.pth, ControlNetHED.pth,
+# sk_model*.pth, netG.pth, body_pose_model.pth, hand_pose_model.pth, facenet.pth, scannet.pt),
+# pinned at the commit that comfyui_controlnet_aux download manifests use.
+ANNOTATORS_REPO = "lllyasviel/Annotators"
+ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
+CONTROLNET_AUX_HINT = "pip install 'controlnet-aux==0.0.10'"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -60,6 +72,32 @@ def hub_file(annotator: str, repo_id: str, filename: str, revision: str | None) 
         return hf_hub_download(repo_id, filename, revision=revision)
     except Exception as exc:  # noqa: BLE001 - hub errors are many classes; all mean "not available"
         raise ModelUnavailableError(missing_model_message(annotator, f"{repo_id}/{filename}", revision)) from exc
+
+
+def load_torch_checkpoint(annotator: str, repo_id: str | None, filename: str, revision: str | None) -> dict:
+    """A .pth state dict from a hub repo (or local folder): weights_only, on CPU, `module.` prefixes stripped.
+
+    Checkpoints saved as `{"state_dict": ...}` (PiDiNet's training script) or `{"model": ...}`
+    (NormalBae's scannet.pt) are unwrapped.
+    """
+    if not repo_id:
+        raise ModelUnavailableError(f"{annotator}: no model_id configured; pass `--model {annotator}=/path/to/folder`")
+    path = hub_file(annotator, repo_id, filename, revision)
+    state = load_torch_file(path)  # weights only; a pickle is refused in one line
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def require(annotator: str, module: str, install: str):
+    """Import an optional package at construction, or fail with the command that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{annotator} needs the `{module.split('.')[0]}` package: run `{install}`") from exc
 
 
 def _looks_like_missing_weights(exc: BaseException) -> bool:

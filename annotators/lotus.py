@@ -1,5 +1,5 @@
 """Lotus-D (He et al., "Lotus: Diffusion-based Visual Foundation Model for High-quality Dense Prediction",
-arXiv 2409.18124): Joint-1.6M's normal annotator, and a depth annotator (jodi.md §2).
+arXiv 2409.18124): Joint-1.6M's normal annotator, and a depth annotator (Jodi, arXiv 2505.19084, §3).
 
 Lotus-D is Stable Diffusion 2 turned into a single-step deterministic predictor. Facts
 taken from the authors' code (EnVision-Research/Lotus, `pipeline.py` LotusDPipeline,
@@ -16,6 +16,13 @@ taken from the authors' code (EnVision-Research/Lotus, `pipeline.py` LotusDPipel
 - the output latent is decoded by the VAE to [-1, 1]: normals directly (x right, y up,
   z towards the viewer: the convention Joint stores); depth as the channel mean.
 
+Resizes, as `LotusDPipeline` / `infer.py` (utils/image_utils.py `resize_max_res`): the long side
+to 768 keeping aspect (bilinear with antialias), the prediction back to the input's size with
+nearest-exact, and the normals stored as predicted (`pred * 255` on the (n+1)/2 map), without
+renormalising to unit length: Joint's own normals are not unit length either (mean norm ~0.98).
+One deliberate difference: the working size is rounded down to a multiple of 8 (the VAE's
+stride), where upstream truncates to any integer and lets the VAE pad.
+
 The authors encode the image with `latent_dist.sample()`; we use the posterior mean
 (the VAE's posterior std is tiny) so labels are deterministic without a generator.
 """
@@ -30,6 +37,7 @@ import numpy as np
 
 from annotators import sd_common
 from annotators.base import Annotator, AnnotatorConfig
+from annotators.preprocess import UpstreamResize, long_side_size, torch_resize
 
 # The task switcher value for "predict the annotation" (Lotus train_lotus_d.py / infer.py).
 _TASK_PREDICT = (1.0, 0.0)
@@ -39,10 +47,10 @@ _TASK_PREDICT = (1.0, 0.0)
 class LotusConfig(AnnotatorConfig):
     model_id: str | None = "jingheya/lotus-normal-d-v1-1"
     revision: str | None = "main"  # no commit hash of the hub repo could be verified offline
-    # Lotus was trained on Hypersim at 576 x 768 (train_scripts: RES_HYPERSIM=576); its demo
-    # processes at 768 on the long side, i.e. the same 576 short side for 4:3 images.
-    resolution: int = 576
-    multiple_of: int = 8  # the VAE's downsampling; diffusers' UNet handles odd latent sizes
+    # The long side the image is processed at (infer.py `--processing_res` default 768, LotusDPipeline
+    # `default_processing_resolution`); Lotus was trained on Hypersim at 576 x 768.
+    resolution: int = 768
+    multiple_of: int = 8  # the VAE's downsampling
     max_batch: int = 8
     timestep: int = 999  # Lotus-D's single step (infer.py `--timestep` default)
     # Depth checkpoints: True when the model predicts disparity (the `-disparity` models,
@@ -55,7 +63,7 @@ def task_embedding(switch: tuple[float, float] = _TASK_PREDICT) -> list[float]:
     return [math.sin(v) for v in switch] + [math.cos(v) for v in switch]
 
 
-class _LotusD(Annotator):
+class _LotusD(UpstreamResize, Annotator):
     """Shared Lotus-D model call; subclasses choose the domain and read out the decoded image."""
 
     def __init__(self, config: LotusConfig, device: str = "cpu") -> None:
@@ -68,6 +76,21 @@ class _LotusD(Annotator):
             self.name, config.model_id, config.revision, "", pad=False, device=device
         )
         self.task_emb = torch.tensor([task_embedding()], device=device)
+
+    # ----- Lotus' own resizes (module docstring) -------------------------------------------------
+    def uses_upstream_resize(self) -> bool:
+        return True
+
+    def upstream_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return long_side_size(hw, self.config.resolution, self.config.multiple_of)
+
+    def resize_in(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return torch_resize(image.astype(np.float32) / 255.0, size)
+
+    def resize_back(self, label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        squeeze = label.ndim == 2
+        out = torch_resize(label[..., None] if squeeze else label, hw, mode="nearest-exact")
+        return out[..., 0] if squeeze else out
 
     def predict(self, x):
         """x: float Bx3xhxw in [0, 1] -> decoded prediction Bx3xhxw in [-1, 1]."""
@@ -93,14 +116,8 @@ class LotusNormal(_LotusD):
     out_channels: ClassVar[int] = 3
 
     def forward(self, x):
-        import torch.nn.functional as F
-
-        return F.normalize(self.predict(x).float(), dim=1, eps=1e-6)
-
-    def postprocess(self, label: np.ndarray) -> np.ndarray:
-        # Bilinear resizing back shortens vectors slightly; restore unit length at full size.
-        norm = np.linalg.norm(label, axis=-1, keepdims=True)
-        return (label / np.maximum(norm, 1e-6)).astype(np.float32)
+        # The decoded image in [-1, 1] is the normal map, stored as predicted (not renormalised).
+        return self.predict(x).float()
 
 
 class LotusDepth(_LotusD):

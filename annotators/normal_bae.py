@@ -7,7 +7,7 @@ batches same-size images and normalises on the device; `forward` is the network 
 Axis convention. BAE predicts camera-frame normals with x pointing LEFT, y up, z toward the
 camera (ControlNet 1.1 calls it "ScanNet protocol"; red = left in its visualisations). Joint-1.6M's
 normals (Lotus) have x pointing RIGHT: on the official samples the left flank of a convex object
-(the parrot in ../shared/joint_example) has red < 128 and the right flank red > 128, the ground has
+(the parrot of the official Joint-1.6M samples) has red < 128 and the right flank red > 128, the ground has
 green > 128 and fronto-parallel surfaces are ~(128, 128, 255). So `flip_x` negates x by default;
 y and z already agree.
 """
@@ -22,13 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.loading import hub_file
-from annotators.pose import ANNOTATORS_REPO, ANNOTATORS_REVISION, INSTALL_HINT
-from schemas.checkpoint import load_torch_file
-
+from annotators.loading import (
+    ANNOTATORS_REPO,
+    ANNOTATORS_REVISION,
+    CONTROLNET_AUX_HINT,
+    load_torch_checkpoint,
+    require,
+)
 # ImageNet statistics: controlnet_aux NormalBaeDetector's `transforms.Normalize`.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalizer
 
 
 @dataclass(frozen=True)
@@ -49,23 +51,14 @@ class NormalBae(Annotator):
 
     def __init__(self, config: NormalBaeConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        import torch
-
-        try:
-            from controlnet_aux.normalbae.nets.NNET import NNET
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(INSTALL_HINT) from exc
-
-        path = hub_file(self.name, config.model_id, "scannet.pt", config.revision)
-        self.model = build_nnet(NNET)
-        state = load_torch_file(path)["model"]
-        self.model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        nnet = require("normalbae", "controlnet_aux.normalbae.nets.NNET", CONTROLNET_AUX_HINT).NNET
+        self.model = build_nnet(nnet)
+        self.model.load_state_dict(load_torch_checkpoint("normalbae", config.model_id, "scannet.pt", config.revision))
         self.model = self.model.eval().to(device)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        self.normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
 
     def forward(self, x):
-        preds, _, _ = self.model((x - self._mean) / self._std)
+        preds, _, _ = self.model(self.normalize(x))
         # The last prediction is full resolution; channels are (nx, ny, nz, kappa), already unit length.
         normal = preds[-1][:, :3].float()
         if self.config.flip_x:

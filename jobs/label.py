@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="comma list of annotator names or domains (a domain picks its Joint-1.6M default)",
     )
+    p.add_argument("--suite", help="a named suite instead of --annotators: joint, permissive (weights that allow "
+                   "commercial use), offline; see docs/annotators-licences.md")
     p.add_argument("--config", help="YAML job file (annotators, resources, overrides, colocate, sizes)")
     p.add_argument(
         "--model",
@@ -94,6 +96,13 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
     data["input"], data["output"] = args.input, args.output
     if args.annotators:
         data["annotators"] = [a.strip() for a in args.annotators.split(",") if a.strip()]
+    if getattr(args, "suite", None):
+        from annotators.registry import suite
+
+        try:
+            data["annotators"] = [*data.get("annotators", []), *suite(args.suite)]
+        except KeyError as exc:
+            raise SystemExit(f"jodi label: {exc.args[0]}") from None
     for flag, key in (
         ("min_short_side", "min_short_side"),
         ("target_short_side", "target_short_side"),
@@ -169,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     preflight(cfg, wait_s=args.wait_for_resources)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from annotators.registry import licence_notice
+
+    if notice := licence_notice(cfg.annotators):
+        print(notice)
     stats = run_label_job(cfg, progress=not args.quiet, takeover=args.takeover)
     print(summary(cfg.output, stats))
     if stats["records_out"] == 0:

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretty-name", help="title of the dataset card")
     parser.add_argument("--preview-samples", type=int, default=6, help="records in preview.png")
     parser.add_argument("--no-validate", action="store_true", help="skip decoding every record before upload")
+    parser.add_argument("--i-have-checked-licences", action="store_true",
+                        help="publish under a commercial licence even though some labels came from non-commercial weights")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
 
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         pretty_name=args.pretty_name,
         preview_samples=args.preview_samples,
         validate=not args.no_validate,
+        i_have_checked_licences=args.i_have_checked_licences,
     )
     try:
         prepared, report = publish(cfg)

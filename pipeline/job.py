@@ -18,7 +18,7 @@ import time
 from collections import Counter
 
 from annotators.loading import ModelUnavailableError
-from annotators.registry import canonical_name, resolve
+from annotators.registry import canonical_name, entry, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
@@ -356,7 +356,7 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[Provenance]:
     for n in names:
         cls, config = resolve(n)
         config = dataclasses.replace(config, **cfg.overrides.get(n, {}))
-        out.append(Provenance(cls.domain, n, config.model_id, config.revision, config.to_json()))
+        out.append(Provenance(cls.domain, n, config.model_id, config.revision, config.to_json(), entry(n).licence.name))
     return out
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from annotators.registry import licence_refusal, licence_table
 from pipeline.convert import ShardConfig, WriteStats, write_parquet
 from pipeline.preview import contact_sheet
 from pipeline.validate import ValidationReport, validate
@@ -59,6 +60,7 @@ class PublishConfig:
     pretty_name: str | None = None
     preview_samples: int = 6
     validate: bool = True  # decode-check every record before uploading; slow for millions of images
+    i_have_checked_licences: bool = False  # publish even if non-commercial weights made labels of a commercial dataset
     shards: ShardConfig = ShardConfig()
 
     @property
@@ -115,6 +117,9 @@ def _follows_conventions(shard: Path | str, cfg: ShardConfig) -> bool:
     )
 
 
+_PROVENANCE_KEY = ("domain", "annotator", "model_id", "revision", "parameters")
+
+
 def _link_shards(shards: list[Path], folder: Path, split: str, prepared: PreparedFolder) -> WriteStats:
     """Hard-link (copy across file systems) conforming shards under Hub names, counting what they hold
     from their small columns only: re-preparing a terabyte dataset costs seconds, not a rewrite."""
@@ -128,7 +133,7 @@ def _link_shards(shards: list[Path], folder: Path, split: str, prepared: Prepare
             stats.domains[d] += table.num_rows - table.column(annotation_key(d)).null_count
         prepared.schema_versions.update(table.column("schema_version").to_pylist())
         for provenance in table.column("provenance").to_pylist():
-            prepared.provenance.update(tuple(p.values()) for p in provenance or [])
+            prepared.provenance.update(tuple(p[k] for k in _PROVENANCE_KEY) for p in provenance or [])
         target = folder / f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
         try:
             os.link(shard, target)
@@ -298,6 +303,7 @@ def dataset_card(prepared: PreparedFolder, cfg: PublishConfig) -> str:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     else:
         lines.append("The source carried no per-record provenance (a Joint folder); see its own card.")
+    lines += ["", "## Weight licences", "", *licence_table({(d, a) for d, a, *_ in prepared.provenance})]
     lines += ["", "## Inputs that did not become records", ""]
     if prepared.errors:
         lines += ["| stage | reason | count |", "|---|---|---|"]
@@ -345,6 +351,9 @@ def publish(cfg: PublishConfig, log: Callable[[str], None] = print) -> tuple[Pre
     raises `RuntimeError` with a one-line, redacted message.
     """
     prepared = prepare_folder(cfg)
+    refusal = licence_refusal(cfg.license, {a for _, a, *_ in prepared.provenance})
+    if refusal and not cfg.i_have_checked_licences:
+        raise ValueError(refusal)
     log(
         f"prepared {prepared.path}: {prepared.records} records in "
         + ", ".join(f"{s}={w.records} ({len(w.files)} shards)" for s, w in prepared.splits.items())

@@ -8,6 +8,7 @@ import io
 import json
 from collections import Counter
 
+from annotators.registry import licences_for
 from pipeline.config import LabelJobConfig
 from pipeline.writer import OutputLayout
 
@@ -17,6 +18,7 @@ def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall
     domains: Counter = Counter()
     captions: Counter = Counter()
     reasons: Counter = Counter()
+    names: set[str] = set()
     for s in shards:
         m = json.loads(layout.storage.get_text(layout.marker(s)))
         total["records"] += m["records"]
@@ -24,6 +26,7 @@ def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall
         domains.update(m["domains"])
         captions.update(m["captions"])
         reasons.update(m["error_reasons"])
+        names.update(m.get("annotators", []))
     lines = layout.write_metadata(shards)
     stage_seconds = {k[2:]: round(v, 3) for k, v in sorted(run.items()) if k.startswith("t_")}
     stats = {
@@ -32,6 +35,7 @@ def write_stats(cfg, layout: OutputLayout, shards: list[int], run: Counter, wall
         "errors": total["errors"],
         "errors_by_reason": dict(reasons),
         "per_domain": dict(domains),
+        "licences": licences_for(sorted(names)),
         "captions": dict(captions),
         "caption_stats": caption_stats(layout, shards),
         "metadata_lines": lines,

@@ -73,6 +73,7 @@ class ValidationReport:
     records: int = 0
     domains: Counter = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    licences: dict[str, str] = field(default_factory=dict)  # annotator -> weights licence, from provenance
     damaged_shards: set[str] = field(default_factory=set)  # Parquet files that cannot be read to the end
 
     @property
@@ -93,6 +94,7 @@ class ValidationReport:
             f"dataset: {self.path} ({' + '.join(self.layouts) or 'unknown layout'})",
             f"records: {self.records}",
             "labels:  " + (", ".join(f"{d}={self.domains[d]}" for d in LABEL_DOMAINS if self.domains[d]) or "none"),
+            "weights: " + (", ".join(f"{a} ({lic})" for a, lic in sorted(self.licences.items())) or "no provenance"),
         ]
         if self.ok:
             lines.append("OK: no problems found")
@@ -306,6 +308,7 @@ def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter, po
     ids[rid] += 1
     if ids[rid] == 2:
         report.add(where, "duplicate_id", f"id {rid!r} appears more than once")
+    report.licences.update({p["annotator"]: p.get("licence") or "not recorded" for p in row.get("provenance") or []})
     files = {IMAGE: row[IMAGE]}
     files.update({d: row[annotation_key(d)] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None})
     for domain, value in files.items():

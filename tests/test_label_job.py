@@ -256,7 +256,7 @@ def test_killed_job_resumes_without_loss_or_duplicates(tmp_path):
 def test_model_backed_annotators_end_to_end(tmp_path, ray_local):
     """Depth (Depth Anything V2), segmentation (OneFormer) and a BLIP-2 caption, tiny random weights of the
     real architectures loaded through their real from_pretrained paths inside Ray actors."""
-    from annotators.random_weights import RANDOM_CHECKPOINTS
+    from tests.builders import RANDOM_CHECKPOINTS
 
     names = ("depth_anything_v2_small", "oneformer_ade20k", "blip2_opt_2_7b")
     overrides = {n: RANDOM_CHECKPOINTS[n](tmp_path / n) for n in names}
@@ -286,7 +286,7 @@ def test_model_backed_annotators_end_to_end(tmp_path, ray_local):
 
 def test_jodi_label_command_with_domain_names_and_local_weights(tmp_path, ray_local, capsys):
     """`jodi label IN OUT -a depth,edge --model depth=FOLDER --config job.yaml`: the user-facing path."""
-    from annotators.random_weights import RANDOM_CHECKPOINTS
+    from tests.builders import RANDOM_CHECKPOINTS
     from jobs.cli import main
 
     folder = tmp_path / "da2"

@@ -63,7 +63,7 @@ def test_vllm_caption_columns_map_to_caption_key_and_errors():
 
 def test_bf16_autocast_on_cpu_is_close_to_fp32(tmp_path):
     """`--dtype bfloat16` runs the model under CPU autocast (fast on AVX512-BF16/AMX CPUs); labels stay close."""
-    from annotators.random_weights import RANDOM_CHECKPOINTS
+    from tests.builders import RANDOM_CHECKPOINTS
 
     overrides = RANDOM_CHECKPOINTS["depth_anything_v2_small"](tmp_path / "da")
     images = [photo((56, 70)), photo((70, 56))]

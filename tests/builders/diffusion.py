@@ -261,3 +261,19 @@ lotus_depth_baseline = _loop_baseline("lotus_depth", lotus_checkpoint)
 rgbx_albedo_baseline = _loop_baseline("rgbx_albedo", rgbx_checkpoint)
 marigold_normals_baseline = _marigold_baseline("MarigoldNormalsPipeline", "marigold_normals", marigold_normals_checkpoint)
 marigold_albedo_baseline = _marigold_baseline("MarigoldIntrinsicsPipeline", "marigold_albedo", marigold_albedo_checkpoint)
+
+
+RANDOM: dict[str, Callable[..., dict]] = {
+    "lotus_normal": lotus_checkpoint,
+    "lotus_depth": lotus_checkpoint,
+    "marigold_normals": marigold_normals_checkpoint,
+    "rgbx_albedo": rgbx_checkpoint,
+    "marigold_albedo": marigold_albedo_checkpoint,
+}
+BASELINE: dict[str, Callable[..., Callable]] = {
+    "lotus_normal": lotus_normal_baseline,
+    "lotus_depth": lotus_depth_baseline,
+    "marigold_normals": marigold_normals_baseline,
+    "rgbx_albedo": rgbx_albedo_baseline,
+    "marigold_albedo": marigold_albedo_baseline,
+}

@@ -1,4 +1,4 @@
-"""Albedo annotators: RGB-X (Joint-1.6M's albedo annotator) and Marigold intrinsics.
+"""RGB-X, Joint-1.6M's albedo annotator.
 
 RGB-X (Zeng et al., "RGB<->X: Image decomposition and synthesis using material- and
 lighting-aware diffusion models", SIGGRAPH 2024; zheng95z/rgb-to-x) is a Stable Diffusion 2
@@ -6,16 +6,16 @@ model whose UNet takes 8 channels (noisy target latent + image latent) and whose
 prompt selects the output channel. Facts from the authors' code (zheng95z/rgbx,
 `rgb2x/pipeline_rgb2x.py`, `rgb2x/gradio_demo_rgb2x.py`, `rgb2x/load_image.py`):
 
-- the photo is converted sRGB -> linear (x ** 2.2), scaled to [-1, 1] and encoded with the
+- the photo is converted sRGB -> linear (x ** 2.2) first, then resized so that its long side is
+  1000 (the other side truncated, both floored to a multiple of 8 when either is not;
+  torchvision `Resize`, bilinear with antialias), scaled to [-1, 1] and encoded with the
   VAE posterior mean, times `scaling_factor`; latent order is [noisy, image];
 - prompt "Albedo (diffuse basecolor)", padded to 77 tokens; no classifier-free guidance
   (guidance_scale 0);
 - DDIM from the model's scheduler config with `rescale_betas_zero_snr=True` and
   `timestep_spacing="trailing"` (the demo's override; the model predicts v), 50 steps;
-- the decoded albedo is denormalised to [0, 1] and gamma-corrected (x ** (1 / 2.2)).
-
-Marigold intrinsics (prs-eth/marigold-iid-appearance-v1-1) runs through diffusers'
-`MarigoldIntrinsicsPipeline`, batched; we keep its "albedo" target.
+- the decoded albedo is denormalised to [0, 1], gamma-corrected (x ** (1 / 2.2)) and resized
+  back to the photo's size with the same torchvision `Resize`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from annotators import sd_common
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.normal import load_marigold, run_marigold
+from annotators.preprocess import UpstreamResize, torch_resize
 
 RGBX_PROMPTS = {
     # rgb2x/gradio_demo_rgb2x.py `prompts`
@@ -42,16 +44,19 @@ SRGB_GAMMA = 2.2  # the authors' sRGB <-> linear approximation (load_image.py, V
 class RGBXConfig(AnnotatorConfig):
     model_id: str | None = "zheng95z/rgb-to-x"
     revision: str | None = "main"  # no commit hash of the hub repo could be verified offline
-    # The demo resizes the long side to 1000; 768 short side matches that on Joint's 4:5 images.
-    resolution: int = 768
+    # The long side the demo processes at (gradio_demo_rgb2x.py `max_side = 1000`).
+    resolution: int = 1000
     multiple_of: int = 8
     max_batch: int = 4
     num_inference_steps: int = 50  # the demo's default
     aov: str = "albedo"
 
 
-class RGBXAlbedo(Annotator):
-    """Albedo with RGB-X: a DDIM loop around diffusers' UNet/VAE/scheduler, batched and seeded."""
+class RGBXAlbedo(UpstreamResize, Annotator):
+    """Albedo with RGB-X: a DDIM loop around diffusers' UNet/VAE/scheduler, batched and seeded.
+
+    `forward` takes the *linear* image: `resize_in` linearises before resizing, as the demo does.
+    """
 
     domain: ClassVar[str] = "albedo"
     out_channels: ClassVar[int] = 3
@@ -73,11 +78,32 @@ class RGBXAlbedo(Annotator):
             self.name, config.model_id, config.revision, RGBX_PROMPTS[config.aov], pad=True, device=device
         )
 
+    # ----- the demo's resizes (module docstring) -----------------------------------------------
+    def uses_upstream_resize(self) -> bool:
+        return True
+
+    def upstream_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        h, w = hw
+        side = self.config.resolution
+        if h > w:
+            h, w = side, int(side / (h / w))
+        else:
+            h, w = int(side * (h / w)), side
+        if h % 8 or w % 8:
+            h, w = h // 8 * 8, w // 8 * 8
+        return max(8, h), max(8, w)
+
+    def resize_in(self, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return torch_resize((image.astype(np.float32) / 255.0) ** SRGB_GAMMA, size)
+
+    def resize_back(self, label: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        return np.clip(torch_resize(label, hw), 0.0, 1.0)
+
     def forward(self, x):
         import torch
 
         b = x.shape[0]
-        linear = x.float().pow(SRGB_GAMMA)
+        linear = x.float()
         image_latent = sd_common.encode_image(self.vae, linear * 2.0 - 1.0)
         text = self.prompt_embedding.expand(b, -1, -1)
         self.scheduler.set_timesteps(self.config.num_inference_steps, device=x.device)
@@ -93,45 +119,4 @@ class RGBXAlbedo(Annotator):
         return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).pow(1.0 / SRGB_GAMMA)
 
 
-@dataclass(frozen=True)
-class MarigoldAlbedoConfig(AnnotatorConfig):
-    model_id: str | None = "prs-eth/marigold-iid-appearance-v1-1"
-    revision: str | None = "main"  # no commit hash of the hub repo could be verified offline
-    resolution: int = 576  # Marigold's 768 long-side default at 4:3
-    multiple_of: int = 8
-    max_batch: int = 8
-    num_inference_steps: int = 4  # v1-1 few-step DDIM ("trailing"), as for the other v1-1 models
-    ensemble_size: int = 1
-    target: str = "albedo"
-
-
-class MarigoldAlbedo(Annotator):
-    """Albedo with Marigold intrinsics (diffusers MarigoldIntrinsicsPipeline), in sRGB [0, 1]."""
-
-    domain: ClassVar[str] = "albedo"
-    out_channels: ClassVar[int] = 3
-
-    def __init__(self, config: MarigoldAlbedoConfig, device: str = "cpu") -> None:
-        super().__init__(config, device)
-        sd_common.require_diffusers(self.name)
-        from diffusers import MarigoldIntrinsicsPipeline
-
-        self.pipe = load_marigold(MarigoldIntrinsicsPipeline, self.name, config, device)
-        props = self.pipe.target_properties or {}
-        names = list(props.get("target_names", []))
-        if config.target not in names:
-            raise ValueError(f"{self.name}: model predicts {names}, not {config.target!r}")
-        self.target_index = names.index(config.target)
-        self.n_targets = len(names)
-        # The appearance model predicts albedo in sRGB; the lighting model in linear space.
-        space = props.get(config.target, {}).get("prediction_space", "srgb")
-        self.linear = space == "linear"
-
-    def forward(self, x):
-        pred = run_marigold(self.pipe, x, self.config, self.device)  # [B*T,3,h,w] in [0, 1]
-        albedo = pred.reshape(x.shape[0], self.n_targets, *pred.shape[1:])[:, self.target_index].float()
-        return albedo.clamp(0.0, 1.0).pow(1.0 / SRGB_GAMMA) if self.linear else albedo.clamp(0.0, 1.0)
-
-
 RGBX_ALBEDO = RGBXConfig()
-MARIGOLD_ALBEDO = MarigoldAlbedoConfig()
