@@ -113,6 +113,26 @@ REGISTRY.update(_CAPTION_PRESETS)
 DOMAIN_DEFAULTS.update({"caption": "blip2_opt_2_7b"})
 # --- end captioners ---
 
+# --- models users ask for now (annotators/depth_pro.py, moge.py, vitpose.py, eomt.py, caption_qwen3.py) ---
+from annotators import depth_pro as _depth_pro  # noqa: E402
+from annotators.caption_qwen3 import PRESETS as _QWEN3_PRESETS  # noqa: E402
+from annotators.eomt import EOMT_ADE20K, EomtSegmenter  # noqa: E402
+from annotators.moge import MOGE2_VITL_NORMAL, MoGe2  # noqa: E402
+from annotators.vitpose import VITPOSE_BASE, VitPoseAnnotator  # noqa: E402
+
+REGISTRY.update(
+    {
+        "depth_pro": (_depth_pro.DepthPro, _depth_pro.DEPTH_PRO),
+        # Depth and normals from one Depth Pro / MoGe-2 pass (multi-domain: annotators/multi.py).
+        "depth_pro_geometry": (_depth_pro.DepthProGeometry, _depth_pro.DEPTH_PRO),
+        "moge2_vitl_normal": (MoGe2, MOGE2_VITL_NORMAL),
+        "vitpose_base": (VitPoseAnnotator, VITPOSE_BASE),
+        "eomt_ade20k": (EomtSegmenter, EOMT_ADE20K),
+        **_QWEN3_PRESETS,
+    }
+)
+# --- end models users ask for now ---
+
 # ==== end of sections ====
 
 

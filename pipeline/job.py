@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from annotators.loading import ModelUnavailableError
+from annotators.multi import label_domains
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
@@ -87,10 +88,11 @@ def _check_annotators(requested: tuple[str, ...]) -> list[str]:
     outputs: dict[str, str] = {}
     for n in names:
         cls, config = resolve(n)
-        out = f"caption:{getattr(config, 'caption_key', n)}" if cls.domain == "caption" else cls.domain
-        if out in outputs:
-            raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
-        outputs[out] = n
+        for domain in label_domains(cls):  # several for a multi-domain annotator (MoGe-2: depth + normal)
+            out = f"caption:{getattr(config, 'caption_key', n)}" if domain == "caption" else domain
+            if out in outputs:
+                raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
+            outputs[out] = n
     return list(dict.fromkeys(names))
 
 
@@ -205,7 +207,7 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
             num_cpus=cpus,
             num_gpus=res.num_gpus or None,
         )
-    domains = sorted({resolve(n)[0].domain for n in names} - {"caption"})
+    domains = sorted({d for n in names for d in label_domains(resolve(n)[0])} - {"caption"})
     ds = ds.map_batches(
         EncodeStage,
         fn_constructor_kwargs={
@@ -334,14 +336,15 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[dict]:
     for n in names:
         cls, config = resolve(n)
         config = dataclasses.replace(config, **cfg.overrides.get(n, {}))
-        out.append(
+        out.extend(
             {
-                "domain": cls.domain,
+                "domain": domain,
                 "annotator": n,
                 "model_id": config.model_id,
                 "revision": config.revision,
                 "parameters": config.to_json(),
             }
+            for domain in label_domains(cls)
         )
     return out
 

@@ -1,0 +1,1 @@
+"""Random-weight checkpoints and per-image baselines used by tests and bench/ (not product code)."""
