@@ -8,6 +8,10 @@ from annotators import DOMAIN_DEFAULTS, OFFLINE_DEFAULTS, REGISTRY, build, resol
 from annotators.base import NumpyAnnotator
 from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
 from schemas.domains import LABEL_DOMAINS
+from tests.builders import new_models
+
+RANDOM_CHECKPOINTS = {**RANDOM_CHECKPOINTS, **new_models.RANDOM}
+BASELINES = {**BASELINES, **new_models.BASELINES}
 
 
 def test_every_label_domain_and_captions_have_a_joint_default():
