@@ -69,7 +69,9 @@ class MoGe2(MultiDomainAnnotator):
         """x: Bx3xhxw in [0, 1] -> Bx4xhxw: inverse depth, then normals (x right, y up, z to the viewer)."""
         import torch
 
-        out = self.model.infer(x.float(), num_tokens=self.config.num_tokens, use_fp16=False, apply_mask=True)
+        # MoGe's own fp16 autocast on CUDA (its `infer` default); fp32 on the CPU.
+        fp16 = torch.device(self.device).type == "cuda" and self.config.dtype != "float32"
+        out = self.model.infer(x.float(), num_tokens=self.config.num_tokens, use_fp16=fp16, apply_mask=True)
         depth, normal, valid = out["depth"], out["normal"], out["mask"]
         inverse = torch.where(valid, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
         normal = normal * torch.tensor([1.0, -1.0, -1.0], device=normal.device)

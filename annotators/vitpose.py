@@ -24,7 +24,7 @@ import numpy as np
 
 from annotators.base import AnnotationError, Annotator, AnnotatorConfig, check_image
 from annotators.loading import load_pretrained
-from annotators.pose import OpenposeAnnotator, OpenposeConfig, _body_result
+from annotators.pose import INSTALL_HINT, OpenposeAnnotator, OpenposeConfig, _body_result
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,6 +71,10 @@ class VitPoseAnnotator(Annotator):
             VitPoseImageProcessor,
         )
 
+        try:  # the OpenPose renderer is controlnet_aux's `draw_poses`
+            import controlnet_aux.open_pose  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(INSTALL_HINT) from exc
         name = type(self).__name__
         det_id, det_rev = config.detector_id, config.detector_revision
         self.detector = load_pretrained(RTDetrForObjectDetection.from_pretrained, name, det_id, det_rev)
