@@ -145,6 +145,35 @@ def test_multi_domain_annotator_in_the_label_job_stage(built, images):
         _check_annotators(("depth_pro_geometry", "lotus_normal"))
 
 
+def test_label_job_writes_both_domains_of_a_multi_domain_annotator(built, tmp_path, ray_local):
+    """depth_pro_geometry in a real label job: Joint depth and normal files and per-domain provenance."""
+    import json
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from pipeline.config import LabelJobConfig
+    from pipeline.job import run_label_job
+    from tests.bad_inputs import photo
+
+    _, overrides = built("depth_pro_geometry")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, size in enumerate([(64, 80), (80, 64)]):
+        Image.fromarray(photo(size)).save(src / f"g{i}.png")
+    out = tmp_path / "out"
+    cfg = LabelJobConfig(input=str(src), output=str(out), annotators=("depth_pro_geometry",), min_short_side=32,
+                         target_short_side=64, shard_size=4, overrides={"depth_pro_geometry": overrides})
+    stats = run_label_job(cfg, progress=False)
+    assert stats["records_out"] == 2 and stats["per_domain"] == {"depth": 2, "normal": 2}, stats
+    for line in (json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()):
+        depth, normal = Image.open(out / line["annotation_depth"]), Image.open(out / line["annotation_normal"])
+        assert depth.mode == "L" and normal.mode == "RGB" and depth.size == normal.size
+    records = [r for p in sorted((out / "data").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+    assert {(p["domain"], p["annotator"]) for p in records[0]["provenance"]} == {
+        ("depth", "depth_pro_geometry"), ("normal", "depth_pro_geometry")}
+
+
 def test_missing_weights_name_the_model_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match=r"DepthPro: model 'apple/DepthPro-hf@main'.*--model"):
