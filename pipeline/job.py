@@ -18,6 +18,7 @@ import time
 from collections import Counter
 
 from annotators.loading import ModelUnavailableError
+from annotators.multi import label_domains
 from annotators.registry import canonical_name, entry, resolve
 from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
@@ -114,10 +115,11 @@ def _check_annotators(requested: tuple[str, ...]) -> list[str]:
     outputs: dict[str, str] = {}
     for n in names:
         cls, config = resolve(n)
-        out = f"caption:{getattr(config, 'caption_key', n)}" if cls.domain == "caption" else cls.domain
-        if out in outputs:
-            raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
-        outputs[out] = n
+        for domain in label_domains(cls):  # several for a multi-domain annotator (MoGe-2: depth + normal)
+            out = f"caption:{getattr(config, 'caption_key', n)}" if domain == "caption" else domain
+            if out in outputs:
+                raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
+            outputs[out] = n
     return list(dict.fromkeys(names))
 
 
@@ -221,7 +223,7 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
             num_gpus=res.num_gpus or None,
             **({"memory": res.memory} if res.memory else {}),  # RAM reserved per actor (job config)
         )
-    domains = sorted({resolve(n)[0].domain for n in names} - {"caption"})
+    domains = sorted({d for n in names for d in label_domains(resolve(n)[0])} - {"caption"})
     ds = ds.map_batches(
         EncodeStage,
         fn_constructor_kwargs={
@@ -356,7 +358,11 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[Provenance]:
     for n in names:
         cls, config = resolve(n)
         config = dataclasses.replace(config, **cfg.overrides.get(n, {}))
-        out.append(Provenance(cls.domain, n, config.model_id, config.revision, config.to_json(), entry(n).licence.name))
+        licence = entry(n).licence.name
+        out.extend(
+            Provenance(domain, n, config.model_id, config.revision, config.to_json(), licence)
+            for domain in label_domains(cls)
+        )
     return out
 
 

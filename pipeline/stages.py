@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from annotators.multi import label_domains
 from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes, read_caption
 
 # How many dimensions each domain's raw label has (HxW or HxWx3); an absent label is an
@@ -124,36 +125,44 @@ class AnnotateStage:
                 if "source_caption" in batch
                 else {}
             )
-            labels = self._run(ann, [batch["image"][i] for i in todo], extra)
-            column = [None] * n
-            for i, lab in zip(todo, labels, strict=True):
-                if isinstance(lab, Exception):
-                    error[i] = getattr(lab, "reason", type(lab).__name__)
-                    stage[i] = f"annotate:{ann.name}"
-                    detail[i] = str(lab)[:500]
-                else:
-                    column[i] = lab
-            result[_label_column(ann)] = _label_values(ann, column)
+            # A multi-domain annotator (MoGe-2: depth + normal) labels all its domains in this one call.
+            by_domain = self._run(ann, [batch["image"][i] for i in todo], extra)
+            for domain, labels in by_domain.items():
+                column = [None] * n
+                for i, lab in zip(todo, labels, strict=True):
+                    if isinstance(lab, Exception):
+                        error[i] = getattr(lab, "reason", type(lab).__name__)
+                        stage[i] = f"annotate:{ann.name}"
+                        detail[i] = str(lab)[:500]
+                    else:
+                        column[i] = lab
+                result[_label_column(ann, domain)] = _label_values(ann, column, domain)
             result[f"t_{ann.name}"] = np.full(n, (time.perf_counter() - t0) / max(1, len(todo)))
         result.update(error=_column(error), error_stage=_column(stage), detail=_column(detail))
         return result
 
     @staticmethod
-    def _run(ann, images: list[np.ndarray], extra: dict[str, list]) -> list:
-        """Batch call; if the batch fails, retry image by image so one bad input cannot sink its neighbours."""
+    def _run(ann, images: list[np.ndarray], extra: dict[str, list]) -> dict[str, list]:
+        """{domain: labels} of one batch call; if the batch fails, retry image by image so one bad input
+        cannot sink its neighbours (a failed image is the same exception in every domain)."""
+        domains = label_domains(ann)
         if not images:
-            return []
+            return {d: [] for d in domains}
         try:
-            return list(ann({"image": images, **extra})[ann.domain])
+            result = ann({"image": images, **extra})
+            return {d: list(result[d]) for d in domains}
         except Exception:  # noqa: BLE001 - isolate the failing image below
-            out = []
+            out: dict[str, list] = {d: [] for d in domains}
             for j, image in enumerate(images):
                 try:
                     one = {k: [v[j]] for k, v in extra.items()}
-                    out.append(ann({"image": [image], **one})[ann.domain][0])
+                    result = ann({"image": [image], **one})
+                    for d in domains:
+                        out[d].append(result[d][0])
                 except Exception as exc:  # noqa: BLE001
                     exc.reason = getattr(exc, "reason", type(exc).__name__)
-                    out.append(exc)
+                    for d in domains:
+                        out[d].append(exc)
             return out
 
 
@@ -174,16 +183,16 @@ def vllm_caption_columns(batch: dict[str, np.ndarray], caption_key: str, annotat
     return result
 
 
-def _label_column(ann) -> str:
-    if ann.domain == "caption":
+def _label_column(ann, domain: str) -> str:
+    if domain == "caption":
         return f"caption__{ann.config.caption_key}"
-    return f"label_{ann.domain}"
+    return f"label_{domain}"
 
 
-def _label_values(ann, column: list) -> np.ndarray:
-    if ann.domain == "caption":
+def _label_values(ann, column: list, domain: str) -> np.ndarray:
+    if domain == "caption":
         return _column(["" if c is None else str(c) for c in column])
-    return _column([absent(ann.domain) if c is None else np.asarray(c) for c in column])
+    return _column([absent(domain) if c is None else np.asarray(c) for c in column])
 
 
 class EncodeStage:

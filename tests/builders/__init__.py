@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.builders import caption, depth_seg, diffusion, edge_lineart, pose
+from tests.builders import caption, depth_seg, diffusion, edge_lineart, new_models, pose
 
 RANDOM_CHECKPOINTS: dict[str, Callable[..., dict[str, Any]]] = {
     **diffusion.RANDOM,
@@ -26,6 +26,7 @@ RANDOM_CHECKPOINTS: dict[str, Callable[..., dict[str, Any]]] = {
     **depth_seg.RANDOM,
     **pose.RANDOM,
     **caption.RANDOM,
+    **new_models.RANDOM,
 }
 BASELINES: dict[str, Callable[..., Callable]] = {
     **diffusion.BASELINE,
@@ -33,4 +34,5 @@ BASELINES: dict[str, Callable[..., Callable]] = {
     **depth_seg.BASELINE,
     **pose.BASELINE,
     **caption.BASELINE,
+    **new_models.BASELINES,
 }
