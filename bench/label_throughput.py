@@ -74,6 +74,18 @@ def real_images(n: int, short_side: int) -> list[np.ndarray]:
     return out
 
 
+def builders():
+    """(RANDOM_CHECKPOINTS, BASELINES): the one place the bench scripts import the random-weight builders.
+    The `annot` slice moves them from annotators/ to tests/builders/: repoint this import only."""
+    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+
+    return RANDOM_CHECKPOINTS, BASELINES
+
+
+def random_checkpoints():
+    return builders()[0]
+
+
 def time_call(fn, *args) -> float:
     t0 = time.perf_counter()
     fn(*args)
@@ -84,7 +96,7 @@ def bench_annotators(names, images, workdir: Path, repeats: int = 2, dtype: str 
     import torch
 
     import annotators
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    RANDOM_CHECKPOINTS, BASELINES = builders()
 
     torch.set_num_threads(os.cpu_count() or 1)
     rows = []
@@ -123,7 +135,7 @@ def bench_pipeline(names, images, workdir: Path, dtype: str = "auto") -> dict:
     import ray
     from PIL import Image
 
-    from annotators.random_weights import BASELINES, RANDOM_CHECKPOINTS
+    RANDOM_CHECKPOINTS, BASELINES = builders()
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
 

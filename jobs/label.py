@@ -59,6 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hf-caption-key", help="caption key for --hf-caption-column (default: source)")
     p.add_argument("--allow-animated", action="store_true", help="label frame 0 of animated images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="calibrate each annotator on a few input images, print images/s, cost shares, projected "
+                   "hours and a balanced actor/GPU split, write it as a job YAML; labels nothing")
+    p.add_argument("--plan-images", type=int, default=4, help="input images to calibrate on (with --plan)")
+    p.add_argument("--plan-yaml", default="label_plan.yaml", help="where --plan writes the job file")
 
 
 def build_config(args: argparse.Namespace) -> LabelJobConfig:
@@ -117,16 +122,29 @@ def build_config(args: argparse.Namespace) -> LabelJobConfig:
 def run(args: argparse.Namespace) -> int:
     from annotators.loading import ModelUnavailableError
     from pipeline.job import JobConfigError, run_label_job
+    from pipeline.plan import PlanError
     from pipeline.sources import InputError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = build_config(args)
     try:
+        if args.plan:
+            return plan(cfg, args.plan_images, args.plan_yaml)
         stats = run_label_job(cfg, progress=not args.quiet)
-    except (InputError, JobConfigError, KeyError, ModelUnavailableError) as exc:
+    except (InputError, JobConfigError, KeyError, ModelUnavailableError, PlanError) as exc:
         print(f"jodi label: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     print(summary(cfg.output, stats))
+    return 0
+
+
+def plan(cfg: LabelJobConfig, images: int, yaml_path: str) -> int:
+    from pipeline.plan import plan_label_job, report
+
+    result, job_file = plan_label_job(cfg, images)
+    with open(yaml_path, "w", encoding="utf-8") as f:
+        f.write(job_file)
+    print(f"{report(result)}\n  job file: {yaml_path} (run: jodi label INPUT OUTPUT --config {yaml_path})")
     return 0
 
 
