@@ -19,6 +19,7 @@ from pathlib import Path
 
 from annotators.loading import ModelUnavailableError
 from annotators.registry import canonical_name, resolve
+from pipeline import tuning
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
 from pipeline.report import write_preview, write_stats
@@ -155,13 +156,15 @@ def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
         hf_image_column=cfg.hf_image_column,
         hf_caption_column=cfg.hf_caption_column,
     )
+    light = tuning.light_stage("decode", cfg.target_short_side)
     return ds.map_batches(
         DecodeStage,
         fn_constructor_kwargs={"spec": spec},
-        batch_size=8,
+        batch_size=light.batch_size,
         batch_format="numpy",
         compute=_actors(1, 2),
         num_cpus=1,
+        memory=light.memory,
     )
 
 
@@ -188,6 +191,8 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
 
     groups = _stage_groups(cfg, names)
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+    tuning.configure_data_context(ray.data.DataContext.get_current())
+    plans = tuning.plan_stages(cfg, groups, ray.cluster_resources().get("memory", 0.0))
     for group in groups:
         res = cfg.resources_for(group[0])
         vllm = _vllm_config(cfg, group)
@@ -199,11 +204,12 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         ds = ds.map_batches(
             AnnotateStage,
             fn_constructor_kwargs={"specs": [(n, cfg.overrides.get(n, {})) for n in group], "device": cfg.device},
-            batch_size=res.batch_size,
+            batch_size=plans[group[0]].batch_size,
             batch_format="numpy",
             compute=_actors(res.pool_min, res.pool_max),
             num_cpus=cpus,
             num_gpus=res.num_gpus or None,
+            memory=plans[group[0]].memory,
         )
     domains = sorted({resolve(n)[0].domain for n in names} - {"caption"})
     ds = ds.map_batches(
@@ -213,18 +219,20 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
             "jpeg_quality": cfg.jpeg_quality,
             "source_caption_key": cfg.hf_caption_key,
         },
-        batch_size=8,
+        batch_size=plans["encode"].batch_size,
         batch_format="numpy",
         compute=_actors(1, 2),
         num_cpus=0.5,
+        memory=plans["encode"].memory,
     )
     ds = ds.map_batches(
         WriteStage,
         fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint},
-        batch_size=16,
+        batch_size=plans["write"].batch_size,
         batch_format="numpy",
         compute=_actors(1, 1),
         num_cpus=0.25,
+        memory=plans["write"].memory,
     )
     bar = _progress(total, what, progress)
     try:

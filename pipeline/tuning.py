@@ -47,9 +47,9 @@ STAGE_MEMORY_MB: dict[str, int] = {
 }
 UNMEASURED_MODEL_MB = 8192  # conservative: a ~1B-parameter model in fp32 plus activations
 
-# Decoded pixels per batch for the light stages: 8 Joint images (1024 x ~1365 short side) or ~90
+# Decoded pixels per batch for the light stages: 8 Joint images (1024 short side, 4:3) or 128
 # images of 256 px, so that a batch costs tens of milliseconds, far above Ray's per-batch overhead.
-LIGHT_BATCH_PIXELS = 8 * 1024 * 1365
+LIGHT_BATCH_PIXELS = 8 * 1024 * 1024 * 4 // 3
 LIGHT_BATCH_RANGE = (8, 256)
 
 
@@ -65,7 +65,7 @@ def light_batch_size(short_side: int, aspect: float = 4 / 3) -> int:
     """Rows per batch for the cheap stages, from the working short side (pixel budget, clamped)."""
     pixels = max(1, short_side) ** 2 * aspect
     lo, hi = LIGHT_BATCH_RANGE
-    return int(min(hi, max(lo, LIGHT_BATCH_PIXELS // pixels)))
+    return int(min(hi, max(lo, round(LIGHT_BATCH_PIXELS / pixels))))
 
 
 def stage_memory_bytes(name: str, weights_free: bool = False, measured_mb: float | None = None) -> int:
@@ -96,9 +96,14 @@ def annotate_stage(names: list[str], batch_size: int, short_side: int, weights_f
     return StagePlan(batch_size=batch_size, memory=memory)
 
 
-def fits(memory: int, node_memory: float) -> int:
-    """The memory to request: never more than a node has (Ray would never schedule it)."""
-    return int(min(memory, max(MiB, 0.9 * node_memory))) if node_memory > 0 else memory
+def scale_to_cluster(requests: dict[str, int], cluster_memory: float) -> dict[str, int]:
+    """Scale the stages' memory requests down together when one actor of each would not fit in 80% of
+    the cluster's `memory` resource: Ray would otherwise wait forever for an actor it cannot place."""
+    total = sum(requests.values())
+    if cluster_memory <= 0 or total <= 0.8 * cluster_memory:
+        return dict(requests)
+    factor = 0.8 * cluster_memory / total
+    return {k: max(MiB, int(v * factor)) for k, v in requests.items()}
 
 
 def configure_data_context(ctx) -> None:
@@ -112,3 +117,19 @@ def configure_data_context(ctx) -> None:
     # than Ray's 128 MiB default are split on output anyway; allowing 256 MiB avoids splitting
     # each model batch into several objects (each put/get costs a round trip on a small machine).
     ctx.target_max_block_size = 256 * MiB
+
+
+def plan_stages(cfg, groups: list[list[str]], cluster_memory: float) -> dict[str, StagePlan]:
+    """Batch size and memory of every stage of a job: annotator groups (keyed by their first name),
+    "encode" and "write"; `cluster_memory` is Ray's `memory` resource (bytes) of the cluster."""
+    from annotators.base import NumpyAnnotator
+    from annotators.registry import resolve
+
+    short = cfg.target_short_side
+    plans = {}
+    for group in groups:
+        weights_free = all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
+        plans[group[0]] = annotate_stage(group, cfg.resources_for(group[0]).batch_size, short, weights_free)
+    plans["encode"], plans["write"] = light_stage("encode", short), light_stage("write", short)
+    memory = scale_to_cluster({k: p.memory for k, p in plans.items()}, cluster_memory)
+    return {k: StagePlan(p.batch_size, memory[k]) for k, p in plans.items()}
