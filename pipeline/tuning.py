@@ -29,21 +29,14 @@ MiB = 2**20
 # CPU, a batch of 8 photos at 512 px short side (the Joint default working size). Measured with
 # `python bench/stage_memory.py` (a fresh process per entry, USS sampled every 20 ms with psutil while
 # the stage labels the batch; USS is what Ray Data compares against the request). Rounded up to 50 MiB.
-# Unlisted model annotators use UNMEASURED_MODEL_MB; `jodi label --plan` measures them on the user's
-# hardware and writes the figure into the job YAML it produces.
+# Weights-free annotators (OpenCV) cost what decode costs. Unlisted model annotators use
+# UNMEASURED_MODEL_MB until measured; `jodi label --plan` measures each model's footprint on the
+# user's hardware and prints it in the job YAML it writes.
 STAGE_MEMORY_MB: dict[str, int] = {
-    "decode": 350,
-    "encode": 350,
-    "write": 400,
-    "canny": 350,
-    "lineart_standard": 350,
-    "hed": 1150,
-    "pidinet": 1100,
-    "informative_drawings": 1700,
-    "openpose": 1250,
-    "normalbae": 1850,
-    "depth_anything_v2_small": 1150,
-    "upernet_ade20k": 2300,
+    "decode": 350,  # measured 327
+    "encode": 350,  # measured 333
+    "write": 400,  # measured 377
+    "hed": 1400,  # measured 1367
 }
 UNMEASURED_MODEL_MB = 8192  # conservative: a ~1B-parameter model in fp32 plus activations
 
@@ -75,7 +68,7 @@ def stage_memory_bytes(name: str, weights_free: bool = False, measured_mb: float
     elif name in STAGE_MEMORY_MB:
         mb = STAGE_MEMORY_MB[name]
     else:
-        mb = STAGE_MEMORY_MB["canny"] if weights_free else UNMEASURED_MODEL_MB
+        mb = STAGE_MEMORY_MB["decode"] if weights_free else UNMEASURED_MODEL_MB
     # Ray Data recommends 25% headroom over the observed peak (high_memory_detector._get_recommended_memory).
     return int(math.ceil(mb * 1.25)) * MiB
 

@@ -20,10 +20,10 @@ def test_light_batches_follow_a_pixel_budget():
 
 def test_memory_comes_from_the_measured_table_with_ray_data_headroom():
     mib = tuning.MiB
-    assert tuning.stage_memory_bytes("pidinet") == int(np.ceil(tuning.STAGE_MEMORY_MB["pidinet"] * 1.25)) * mib
+    assert tuning.stage_memory_bytes("hed") == int(np.ceil(tuning.STAGE_MEMORY_MB["hed"] * 1.25)) * mib
     assert tuning.stage_memory_bytes("unknown_model") == tuning.UNMEASURED_MODEL_MB * 1.25 * mib
-    assert tuning.stage_memory_bytes("my_filter", weights_free=True) == tuning.stage_memory_bytes("canny")
-    assert tuning.stage_memory_bytes("pidinet", measured_mb=100) == 125 * mib
+    assert tuning.stage_memory_bytes("canny", weights_free=True) == tuning.stage_memory_bytes("decode")
+    assert tuning.stage_memory_bytes("hed", measured_mb=100) == 125 * mib
 
 
 def test_stage_plans_fit_the_cluster_and_colocated_models_add_up():
@@ -33,6 +33,7 @@ def test_stage_plans_fit_the_cluster_and_colocated_models_add_up():
     assert plans["canny"].batch_size == 128  # weights-free: light batches
     assert plans["pidinet"].batch_size == 4  # model stages keep the job's batch size
     assert plans["pidinet"].memory == tuning.stage_memory_bytes("pidinet") + tuning.stage_memory_bytes("hed")
+    assert plans["canny"].memory == tuning.stage_memory_bytes("decode")
     small = tuning.plan_stages(cfg, [["canny"], ["pidinet", "hed"]], cluster_memory=2 * 2**30)
     assert sum(p.memory for p in small.values()) <= 0.8 * 2 * 2**30 + len(small)
     assert small["pidinet"].memory > small["canny"].memory
