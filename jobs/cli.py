@@ -36,6 +36,7 @@ USAGE_ERRORS = (
     ("jobs.cli", "UsageError"),
     ("pipeline.config", "ConfigError"),
     ("pipeline.preflight", "PreflightError"),
+    ("pipeline.plan", "PlanError"),
     ("pipeline.sources", "InputError"),
     ("pipeline.job", "JobConfigError"),
     ("pipeline.lease", "LeaseHeldError"),

@@ -80,6 +80,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on a cluster, how long to wait for the autoscaler to add missing GPUs/CPUs before giving "
                    "up (default: 600 with RAY_ADDRESS set, else 0: a local machine does not grow)")
 
+    p.add_argument("--plan", action="store_true",
+                   help="calibrate each annotator on a few input images, print images/s, cost shares, projected "
+                   "hours and a balanced actor/GPU split, write it as a job YAML; labels nothing")
+    p.add_argument("--plan-images", type=int, default=4, help="input images to calibrate on (with --plan)")
+    p.add_argument("--plan-yaml", default="label_plan.yaml", help="where --plan writes the job file")
 
 def _default_wait() -> float:
     import os
@@ -177,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     preflight(cfg, wait_s=args.wait_for_resources)
+    if args.plan:
+        return plan(cfg, args.plan_images, args.plan_yaml)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from annotators.registry import licence_notice
 
@@ -189,6 +196,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"jodi label: labeled none of {stats['records_in']} inputs ({reasons}; see {cfg.output}/errors/)",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def plan(cfg: LabelJobConfig, images: int, yaml_path: str) -> int:
+    from pipeline.plan import plan_label_job, report
+
+    result, job_file = plan_label_job(cfg, images)
+    with open(yaml_path, "w", encoding="utf-8") as f:
+        f.write(job_file)
+    print(f"{report(result)}\n  job file: {yaml_path} (run: jodi label INPUT OUTPUT --config {yaml_path})")
     return 0
 
 

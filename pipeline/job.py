@@ -20,6 +20,7 @@ from collections import Counter
 from annotators.loading import ModelUnavailableError
 from annotators.multi import label_domains
 from annotators.registry import canonical_name, entry, resolve
+from pipeline import tuning
 from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
@@ -205,6 +206,8 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
 
     groups = _stage_groups(cfg, names)
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
+    tuning.configure_data_context(ray.data.DataContext.get_current())
+    plans = tuning.plan_stages(cfg, groups, ray.cluster_resources().get("memory", 0.0))
     for group in groups:
         res = cfg.resources_for(group[0])
         vllm = _vllm_config(cfg, group)
@@ -216,12 +219,12 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
         ds = ds.map_batches(
             AnnotateStage,
             fn_constructor_kwargs={"specs": [(n, cfg.overrides.get(n, {})) for n in group], "device": cfg.device},
-            batch_size=res.batch_size,
+            batch_size=plans[group[0]].batch_size,
             batch_format="numpy",
             compute=_actors(res.pool_min, res.pool_max),
             num_cpus=cpus,
             num_gpus=res.num_gpus or None,
-            **({"memory": res.memory} if res.memory else {}),  # RAM reserved per actor (job config)
+            memory=res.memory or plans[group[0]].memory,  # the job config's, else the measured footprint
         )
     domains = sorted({d for n in names for d in label_domains(resolve(n)[0])} - {"caption"})
     ds = ds.map_batches(
@@ -231,19 +234,21 @@ def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str
             "jpeg_quality": cfg.jpeg_quality,
             "source_caption_key": cfg.caption_key,
         },
-        batch_size=8,
+        batch_size=plans["encode"].batch_size,
         batch_format="numpy",
         compute=_actors(1, 2),
         num_cpus=0.5,
+        memory=plans["encode"].memory,
     )
     # A pool of writers (I/O bound, a quarter CPU each) that grows with the cluster: never one funnel.
     ds = ds.map_batches(
         WriteStage,
         fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint, "prefix": prefix},
-        batch_size=16,
+        batch_size=plans["write"].batch_size,
         batch_format="numpy",
         compute=_actors(1, max(2, min(32, int(cluster_cpus)))),
         num_cpus=0.25,
+        memory=plans["write"].memory,
     )
     bar = _progress(total, what, progress)
     batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))

@@ -8,7 +8,7 @@ same nn.Module, fp32, one image per call, at the preset's working resolution
 (`resolution=` overrides it, for fast tests).
 controlnet_aux's own HED is a different network, so the HED baseline is the same
 per-image loop (controlnet_aux resize, one forward, OpenCV resize back) over our
-torch HED. Heavy imports stay inside functions: annotators/random_weights.py
+torch HED. Heavy imports stay inside functions: tests/builders/__init__.py
 imports this module.
 """
 

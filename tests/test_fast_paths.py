@@ -1,0 +1,82 @@
+"""The optimised annotator paths give the labels of the plain reference path.
+
+Reference: every image on its own, float32 antialiased resize to the working size,
+one forward per image, resize back. Optimised: the base class's uint8 resize,
+same-size batching, channels_last, and bf16 autocast when asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annotators.base import working_size
+from tests.bad_inputs import photo
+
+
+def reference_labels(ann, images):
+    """The plain path, written out independently of the base class's batching and uint8 resize."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    with torch.inference_mode():
+        for im in images:
+            size = working_size(im.shape[:2], ann.config.resolution, ann.config.multiple_of)
+            x = torch.from_numpy(im.copy()).permute(2, 0, 1)[None].float() / 255.0
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+            out.append(ann.postprocess(ann._back_to_numpy(ann.forward(x.contiguous()), im.shape[:2])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def lineart(tmp_path_factory):
+    """A tiny random Informative Drawings generator (its real architecture, instance norm)."""
+    import annotators
+    from tests.builders import RANDOM_CHECKPOINTS
+
+    overrides = RANDOM_CHECKPOINTS["informative_drawings"](tmp_path_factory.mktemp("fast") / "id")
+    return annotators.build("informative_drawings", **{**overrides, "resolution": 48})
+
+
+@pytest.fixture(scope="module")
+def mixed_images():
+    # Two share a shape (one real batch), one has its own; all need a resize to the working size.
+    return [photo((60, 80)), photo((60, 80)), photo((90, 64))]
+
+
+def test_uint8_resize_is_within_one_grey_level_of_the_float_resize(lineart, mixed_images):
+    import torch
+    import torch.nn.functional as F
+
+    size = (48, 64)
+    fast = lineart._to_tensor(mixed_images[:2], size)
+    assert fast.dtype == torch.float32 and fast.shape == (2, 3, 48, 64)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    x = torch.from_numpy(np.stack(mixed_images[:2])).permute(0, 3, 1, 2).float() / 255.0
+    ref = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    assert (fast - ref).abs().max().item() <= 1.0 / 255 + 1e-6
+
+
+def test_batched_fp32_labels_match_the_per_image_reference(lineart, mixed_images):
+    fast = lineart.annotate(mixed_images)
+    ref = reference_labels(lineart, mixed_images)
+    for a, b, im in zip(fast, ref, mixed_images, strict=True):
+        assert a.shape == b.shape == im.shape[:2] and a.dtype == np.float32
+        # Only the resize's rounding to uint8 differs (<= 1/255 on the input); the net amplifies it a little.
+        assert np.abs(a - b).max() < 0.02
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+
+
+def test_bf16_labels_stay_within_bf16_rounding_of_the_reference(lineart, mixed_images):
+    import dataclasses
+
+    bf16 = type(lineart)(dataclasses.replace(lineart.config, dtype="bfloat16"))
+    bf16.net = lineart.net  # the same weights
+    fast = bf16.annotate(mixed_images)
+    ref = reference_labels(lineart, mixed_images)
+    for a, b in zip(fast, ref, strict=True):
+        assert a.shape == b.shape and a.dtype == np.float32
+        # bf16 keeps 8 mantissa bits (relative rounding 2^-8 per op); labels in [0, 1] stay within a few %.
+        assert np.abs(a - b).mean() < 0.02
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
