@@ -1,6 +1,7 @@
 """Bytes per record with each JPEG profile (schemas/codec.py), on Joint-1.6M's own samples.
 
-    python bench/jpeg_profiles.py [JOINT_FOLDER]   # default: ../shared/joint_example
+    python bench/jpeg_profiles.py [JOINT_FOLDER]   # default:
+    the official samples (docs/joint-format.md#official-samples)
 
 Each official file (image and every label) is decoded and written again with each profile;
 segmentation stays a lossless PNG either way.

@@ -1,8 +1,8 @@
 """Building blocks of the Jodi transformer, smallest first: embeddings -> attention -> Mix-FFN -> block -> final layer.
 
 The architecture is Sana's linear DiT (Xie et al., arXiv 2410.10629) with Jodi's role switch
-(arXiv 2505.19084 §3.2; reference jodi.md §4). Parameter names are those of the released `Jodi.pth`
-(../shared/reference/jodi_1600m_state_dict_shapes.json) so loading is a plain `load_state_dict`.
+(arXiv 2505.19084 §3.2; docs/jodi-reference.md#role-switch). Parameter names are those of the released `Jodi.pth`
+(docs/jodi-reference.md#released-checkpoint) so loading is a plain `load_state_dict`.
 
 Token layout inside the model: `(B, D, N, C)` = batch, domain, token (row-major over h x w), channel.
 """
@@ -104,7 +104,7 @@ class CaptionEmbedder(nn.Module):
     """Caption projection plus the stored null caption `y_embedding` (L, caption_channels).
 
     The null caption is a persistent buffer, as in Sana; Jodi overwrites it with the text encoder's
-    encoding of "" so CFG and perception use a real empty prompt (reference jodi.md §4 "Text").
+    encoding of "" so CFG and perception use a real empty prompt (docs/jodi-reference.md#text-conditioning).
     """
 
     def __init__(self, caption_channels: int, hidden_size: int, token_num: int):
@@ -238,7 +238,7 @@ class GLUMBConv(nn.Module):
 
 
 class JodiBlock(nn.Module):
-    """One Sana block applied jointly to all domains with per-domain adaLN (reference jodi.md §4).
+    """One Sana block applied jointly to all domains with per-domain adaLN (docs/jodi-reference.md#role-switch).
 
     Self-attention and cross-attention see the concatenated (D*N) tokens; the Mix-FFN runs per domain.
     """

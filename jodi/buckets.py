@@ -1,4 +1,4 @@
-"""Jodi's 15 aspect-ratio buckets (reference jodi.md §3 "Loader behaviour", Jodi `JodiDataset`).
+"""Jodi's 15 aspect-ratio buckets (docs/joint-format.md#loader-behaviour, Jodi `JodiDataset`).
 
 Keys are height / width, values (H, W) at the 1024 px base. `nearest_bucket` picks the closest ratio, as the
 loader does from `info.height / info.width`; other base resolutions scale every bucket and round to a

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-# DC-AE f32c32 used by Sana and Jodi (reference jodi.md §4 "VAE"); the `-diffusers` repo is the
+# DC-AE f32c32 used by Sana and Jodi (docs/jodi-reference.md#vae-and-text-encoder); the `-diffusers` repo is the
 # AutoencoderDC layout of `mit-han-lab/dc-ae-f32c32-sana-1.0`. Revisions are "main": no commit pinned yet.
 VAE_ID = "mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers"
 VAE_REVISION = "main"

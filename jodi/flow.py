@@ -1,6 +1,6 @@
 """Rectified-flow helpers shared by the sampler and the trainer (pure functions).
 
-Jodi trains with flow matching (reference jodi.md §4 "Objective"): x_t = (1 - sigma) * x0 + sigma * noise,
+Jodi trains with flow matching (docs/jodi-reference.md#objective): x_t = (1 - sigma) * x0 + sigma * noise,
 target v = noise - x0, timesteps drawn logit-normal and shifted with flow_shift s = 3
 (sigma' = s * sigma / (1 + (s - 1) * sigma), the SD3/Sana time shift). The model sees sigma' * 1000.
 """

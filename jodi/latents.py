@@ -56,7 +56,8 @@ LATENT_SCHEMA = pa.schema(
 class CacheConfig:
     input: str  # label job output (data/*.parquet) or a Joint folder (metadata.jsonl)
     output: str
-    # DC-AE f32c32 and Gemma-2-2b-it as in Sana/Jodi (reference §4 "VAE and text encoder"); "tiny" = random stand-ins
+    # DC-AE f32c32 and Gemma-2-2b-it as in Sana/Jodi
+    # (docs/jodi-reference.md#vae-and-text-encoder); "tiny" = random stand-ins
     vae: str = VAE_ID
     vae_revision: str = VAE_REVISION
     text_encoder: str = TEXT_ID

@@ -97,7 +97,8 @@ class Jodi(nn.Module):
     def initialize_weights(self) -> None:
         """Sana's scheme: xavier for linears and patch convs, N(0, 0.02) for the embedding MLPs.
 
-        Label final layers stay xavier-random, not zero (Jodi found this converged best, reference §4).
+        Label final layers stay xavier-random, not zero (Jodi found this converged
+        best, docs/jodi-reference.md#initialisation-from-sana-and-new-domains).
         """
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -245,8 +246,9 @@ def load_weights(model: Jodi, path: str, strict: bool = True, assign: bool = Fal
     """Load `.pth` / `.safetensors` weights (local or `hf://org/repo/file`) into `model`.
 
     Keys are the released checkpoint's; a DDP `module.` prefix is stripped. `pos_embed` (a Sana key Jodi
-    drops, reference §4) is ignored. `assign=True` adopts the loaded tensors, which lets a model built on
-    the meta device (no random init of 1.6B parameters) be filled directly.
+    drops, docs/jodi-reference.md#initialisation-from-sana-and-new-domains) is ignored. `assign=True`
+    adopts the loaded tensors, which lets a model built on the meta device (no random init of 1.6B
+    parameters) be filled directly.
     """
     state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items() if k != "pos_embed"}
     model.load_state_dict(state, strict=strict, assign=assign)

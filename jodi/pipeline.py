@@ -3,7 +3,7 @@
 One call covers the paper's three tasks (arXiv 2505.19084 §3): joint generation (text -> image + every
 label), controllable generation (some labels as conditions -> image + the other labels) and perception
 (image -> labels, no text, CFG 1). Sizes snap to the nearest of the 15 aspect-ratio buckets and outputs
-are resized back to the requested size (reference jodi.md §4 "Inference").
+are resized back to the requested size (docs/jodi-reference.md#inference).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 Pure functions on numpy arrays with an explicit `numpy.random.Generator`, so a
 training run that saves the generator state reproduces its draws after resume.
 
-The rules follow the reference `JodiDataset` (../shared/reference/jodi.md §4,
-"Role sampling"): one of three task types with probability 1/3 each, then a role
-pattern drawn uniformly over the patterns allowed for that task, over the labels
-the record actually has. Missing labels are always ignored ([X]).
+The rules follow the reference `JodiDataset`
+(docs/jodi-training-recipe.md#role-sampling): one of three task types with
+probability 1/3 each, then a role pattern drawn uniformly over the patterns
+allowed for that task, over the labels the record actually has. Missing labels
+are always ignored ([X]).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sampling Jodi with diffusers' flow schedulers and classifier-free guidance (reference jodi.md §4 "Inference").
+"""Sampling Jodi with diffusers' flow schedulers and classifier-free guidance (docs/jodi-reference.md#inference).
 
 The solver is not ours: DPM-Solver++ (order 2) in flow mode with flow_shift 3, configured as diffusers'
 SanaPipeline does (Jodi uses Sana's Flow-DPM-Solver), or flow-matching Euler. All 1 + K latents are

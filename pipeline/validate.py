@@ -1,6 +1,6 @@
 """Check a dataset in either layout and report every problem found, not just the first.
 
-Checks (conventions from ../shared/reference/jodi.md §3, observed on the official samples):
+Checks (conventions from docs/joint-format.md, observed on the official samples):
 metadata/schema shape, paths that stay inside the root, every referenced file exists and
 decodes, the image matches `info` and every label matches the image size, segmentation
 is a lossless PNG of palette colours only, per-domain value conventions (depth single

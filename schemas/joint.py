@@ -1,6 +1,6 @@
 """Reading Joint-style datasets as `LabeledRecord`s: the official folder layout and our Parquet shards.
 
-Folder layout (Joint-1.6M download, Jodi `JodiDataset`; ../shared/reference/jodi.md §3):
+Folder layout (Joint-1.6M download, Jodi `JodiDataset`; docs/joint-format.md#folder-layout-and-file-naming):
 
     root/metadata.jsonl  or  root/metadata.<split>.jsonl   one JSON object per line
     root/image/[<dir>/]<name>.jpg

@@ -3,7 +3,7 @@
 Palette: Jodi `model/postprocess/seg.py` `colors12` (paper Table 7). Mapping:
 Jodi `model/postprocess/mapping.csv` (columns class150, classname, class8); every
 ADE20K class not listed maps to 0 ("others"). A test checks this table against
-../shared/reference/ade20k_to_12colors.csv when that file is present.
+a copy of Jodi's mapping.csv (docs/joint-format.md#ade20k-150-to-12-classes) when that file is present.
 """
 
 from __future__ import annotations

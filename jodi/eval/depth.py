@@ -1,7 +1,7 @@
 """Depth metrics for affine-invariant predictions: AbsRel, delta1/2/3 and RMSE after least-squares alignment.
 
 Protocol of Marigold (arXiv 2312.02145 §4.1) and Lotus (arXiv 2409.18124), which the Jodi paper follows for
-its depth table (reference jodi.md §6): the prediction is aligned to the ground truth with a least-squares
+its depth table (docs/jodi-paper-results.md#depth): the prediction is aligned to the ground truth with a least-squares
 scale and shift over the valid pixels, then compared in depth space, and every metric is averaged per image.
 Relative-depth models that predict disparity (Depth Anything, and so Joint-1.6M's labels) are aligned in
 disparity space and then inverted; metric-depth ones in depth space. Both are options here.

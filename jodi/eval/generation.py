@@ -1,6 +1,7 @@
-"""Controllable-generation metrics (Jodi paper Table 2, reference jodi.md §6): FID of the generated images
-and condition consistency, the LPIPS distance between the input condition and the same condition
-re-extracted from the generated image with the annotator that made it.
+"""Controllable-generation metrics (Jodi paper Table 2,
+docs/jodi-paper-results.md#controllable-generation): FID of the generated images and condition
+consistency, the LPIPS distance between the input condition and the same condition re-extracted
+from the generated image with the annotator that made it.
 
 FID is torchmetrics' `FrechetInceptionDistance`. Its default feature extractor is the FID Inception-v3 of
 `torch-fidelity` (pip install torch-fidelity; the weights are downloaded on first use). Any `nn.Module`

@@ -1,6 +1,6 @@
 """One entry point for every perception domain: decode the Joint encodings, score one image, summarise many.
 
-Which metric family scores a domain follows the Jodi paper's evaluation (reference jodi.md §6): depth ->
+Which metric family scores a domain follows the Jodi paper's evaluation (docs/jodi-paper-results.md#protocols): depth ->
 AbsRel/delta, normal -> angular errors, edge -> BSDS ODS/OIS/AP, segmentation -> mIoU. Lineart is scored
 like edges (ink strength as the soft map). Albedo, the image and the rendered openpose skeleton, which the
 paper does not score, get picture similarity (PSNR, SSIM, LPIPS).

@@ -1,9 +1,10 @@
 """Surface-normal metrics: mean and median angular error, and the share of pixels within 11.25/22.5/30 degrees.
 
-The usual protocol (DSINE arXiv 2403.00712, Lotus, StableNormal; the Jodi paper's normal table in reference
-jodi.md §6): angles between unit vectors over valid pixels, pooled over the whole dataset (not per image).
-Per-image stats are a histogram of errors in 0.01-degree bins, so they merge by addition over any number of
-images and workers; the median is read from it to within 0.005 degree, the mean and the shares are exact.
+The usual protocol (DSINE arXiv 2403.00712, Lotus, StableNormal; the Jodi paper's normal table in
+docs/jodi-paper-results.md#normals): angles between unit vectors over valid pixels, pooled over the whole
+dataset (not per image). Per-image stats are a histogram of errors in 0.01-degree bins, so they merge by
+addition over any number of images and workers; the median is read from it to within 0.005 degree, the mean
+and the shares are exact.
 """
 
 from __future__ import annotations

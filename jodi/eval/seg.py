@@ -1,9 +1,10 @@
 """Segmentation metrics over Jodi's 12 classes: per-class IoU and mIoU from a dataset-level confusion matrix.
 
-The paper's segmentation table (reference jodi.md §6) averages 11 classes: the mean of the first 11 numbers
-of each row is the mIoU, so class 0 "others" is left out of the mean, as here. IoU is computed once from
-the confusion matrix summed over the dataset (as mmsegmentation does), not averaged per image; a class that
-appears neither in the ground truth nor in the predictions has no IoU and is left out of the mean.
+The paper's segmentation table (docs/jodi-paper-results.md#segmentation) averages 11 classes: the mean
+of the first 11 numbers of each row is the mIoU, so class 0 "others" is left out of the mean, as here.
+IoU is computed once from the confusion matrix summed over the dataset (as mmsegmentation does), not
+averaged per image; a class that appears neither in the ground truth nor in the predictions has no IoU
+and is left out of the mean.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The training configuration: one frozen dataclass tree, built by jobs/train.py from YAML.
 
-Defaults follow the reference training config (../shared/reference/jodi.md §5):
+Defaults follow the reference training config (docs/jodi-training-recipe.md#training-defaults):
 lr 1e-4 constant with warm-up, gradient clip 0.1, gradient checkpointing, bf16,
 weight decay 0, flow shift 3, 10% caption dropout. The reference uses CAME-8bit;
 AdamW is the default here because it ships with torch, CAME is an option.
@@ -57,7 +57,7 @@ class TrainConfig:
     ema_decay: float | None = None  # e.g. 0.9999; None = no EMA
     gradient_checkpointing: bool = True
     bf16: bool = True  # autocast to bfloat16 on GPU; CPU runs stay in fp32
-    # objective (reference §4 "Objective" and "Timestep sampling")
+    # objective (docs/jodi-reference.md#objective and #timestep-sampling)
     flow_shift: float = 3.0
     caption_dropout: float = 0.1  # also the null-class rate of class-conditioned models
     # MMGen recipe (arXiv 2503.20644 §3.2): "per_domain" = one timestep per domain, [C] at t = 0 (MMGen

@@ -1,7 +1,7 @@
 """The per-worker training loop, written against a small `Session` so the same code runs
 under Ray Train (jodi/train/runner.py) and in one process (tests, the benchmark).
 
-Objective (reference jodi.md §4 "Objective"): flow matching with target v = noise - x0,
+Objective (docs/jodi-reference.md#objective): flow matching with target v = noise - x0,
 one logit-normal timestep per sample shifted with s = 3, x_t built for all domains,
 [C] domains fed clean. The loss is the mean squared error over the *generated*
 domains only (paper Eq. 3 sums over [G] domains); the reference code's `mean_flat`
