@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from annotators.caption import (
-    Blip2Captioner,
     CaptionerConfig,
     Florence2Captioner,
     JanusCaptioner,

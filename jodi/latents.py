@@ -258,7 +258,7 @@ class _Encode:
             by_shape.setdefault(tuple(int(s) for s in batch["shape"][i]), []).append(i)
         with torch.no_grad():
             for shape, rows in by_shape.items():
-                d, h, w = shape[0], shape[1], shape[2]
+                d = shape[0]
                 z = np.zeros((len(rows), d, 0, 0), np.float32)
                 # Only present domains are encoded (absent ones stay zero: [X] tokens are zeroed in the model),
                 # at most `batch_size` images per autoencoder call to bound its memory at 1024 px.
