@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from annotators.segmentation import IMAGENET_MEAN, IMAGENET_STD, SegConfig, _ADESegmenter, mask_class_scores
+from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from annotators.segmentation import SegConfig, _ADESegmenter, mask_class_scores
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotators.base import AnnotationError, Annotator, AnnotatorConfig, check_image
-from annotators.loading import load_pretrained
-from annotators.pose import INSTALL_HINT, OpenposeAnnotator, OpenposeConfig, _body_result
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from annotators.loading import CONTROLNET_AUX_HINT, load_pretrained
+from annotators.pose import OpenposeAnnotator, OpenposeConfig, _body_result
+from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # OpenPose-18 body order -> COCO-17 index (-1: the neck, which COCO lacks). OpenPose: nose, neck,
 # r-shoulder, r-elbow, r-wrist, l-shoulder, l-elbow, l-wrist, r-hip, r-knee, r-ankle, l-hip, l-knee,
@@ -74,7 +72,7 @@ class VitPoseAnnotator(Annotator):
         try:  # the OpenPose renderer is controlnet_aux's `draw_poses`
             import controlnet_aux.open_pose  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(INSTALL_HINT) from exc
+            raise ImportError(f"vitpose_base draws with controlnet_aux; run `{CONTROLNET_AUX_HINT}`") from exc
         name = type(self).__name__
         det_id, det_rev = config.detector_id, config.detector_revision
         self.detector = load_pretrained(RTDetrForObjectDetection.from_pretrained, name, det_id, det_rev)
