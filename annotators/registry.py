@@ -133,6 +133,20 @@ REGISTRY.update(
 )
 # --- end models users ask for now ---
 
+# --- Depth Anything 3 (annotators/depth_anything3.py; the depth-anything-3 package, installed --no-deps) ---
+from annotators import depth_anything3 as _da3  # noqa: E402
+
+REGISTRY.update(
+    {
+        "da3mono_large": (_da3.DepthAnything3, _da3.DA3MONO_LARGE),  # Apache 2.0
+        "da3metric_large": (_da3.DepthAnything3, _da3.DA3METRIC_LARGE),  # Apache 2.0
+        "da3_small": (_da3.DepthAnything3, _da3.DA3_SMALL),  # Apache 2.0
+        "da3_base": (_da3.DepthAnything3, _da3.DA3_BASE),  # Apache 2.0
+        "da3_large": (_da3.DepthAnything3, _da3.DA3_LARGE),  # CC BY-NC 4.0 (non-commercial)
+    }
+)
+# --- end Depth Anything 3 ---
+
 # ==== end of sections ====
 
 
