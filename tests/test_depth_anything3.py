@@ -8,19 +8,21 @@ own loading path, offline; our labels are compared with the package's own per-im
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
 import numpy as np
 import pytest
 
-pytest.importorskip("depth_anything_3.model.da3", reason="depth-anything-3 not installed (make install adds it)")
+from annotators.depth_anything3 import fill_sky, load_network, network_config, upper_bound_size
+from annotators.loading import ModelUnavailableError
+from annotators.registry import REGISTRY, build
+from schemas.encoding import encode_label
+from tests.builders.new_models import BASELINES, DA3_PRESETS, RANDOM
 
-from annotators.depth_anything3 import fill_sky, load_network, network_config, upper_bound_size  # noqa: E402
-from annotators.loading import ModelUnavailableError  # noqa: E402
-from annotators.registry import REGISTRY, build  # noqa: E402
-from schemas.encoding import encode_label  # noqa: E402
-from tests.builders.new_models import BASELINES, DA3_PRESETS, RANDOM  # noqa: E402
+needs_da3 = pytest.mark.skipif(importlib.util.find_spec("depth_anything_3") is None,
+                               reason="depth-anything-3 is not installed (`make install` adds it)")
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def test_presets_are_registered_pinned_and_covered():
         assert config.resolution == 504 and config.multiple_of == 14  # upstream process_res, the ViT patch
 
 
+@needs_da3
 @pytest.mark.parametrize("hw", [(480, 640), (640, 480), (1080, 1920), (97, 61), (504, 504), (333, 1000)])
 def test_working_size_is_the_package_input_processors(hw):
     from depth_anything_3.utils.io.input_processor import InputProcessor
@@ -62,12 +65,15 @@ def test_working_size_is_the_package_input_processors(hw):
     assert upper_bound_size(hw, 504) == tuple(x.shape[-2:])
 
 
-def test_mono_labels_keep_size_batch_like_single_images_and_match_the_package_recipe(built, images):
+@needs_da3
+def test_mono_labels_keep_size_batch_like_single_images_and_match_the_package_recipe(built, images, capsys):
     import torch
     import torch.nn.functional as F
 
     folder, overrides = built("da3mono_large")
+    capsys.readouterr()
     ann = build("da3mono_large", **overrides)
+    assert capsys.readouterr().out == ""  # the package's ViT logs "[INFO ] using MLP layer as FFN" unless quietened
     together = ann.annotate(images)
     assert len({size for size, _ in ann.batches(images)}) > 1  # several working sizes in one call
     baseline = BASELINES["da3mono_large"](folder)
@@ -84,6 +90,7 @@ def test_mono_labels_keep_size_batch_like_single_images_and_match_the_package_re
     assert encoded.shape == images[0].shape[:2] and encoded.max() == 255 and encoded.min() == 0
 
 
+@needs_da3
 def test_any_view_model_labels_one_view_per_image(built, images):
     folder, overrides = built("da3_small")
     ann = build("da3_small", **overrides)
@@ -96,6 +103,7 @@ def test_any_view_model_labels_one_view_per_image(built, images):
         assert baseline(img).depth.shape == (1, *upper_bound_size(img.shape[:2], ann.config.resolution))
 
 
+@needs_da3
 def test_sky_fill_is_the_networks_own_rule_per_image(built):
     import torch
     from addict import Dict
@@ -115,6 +123,7 @@ def test_sky_fill_is_the_networks_own_rule_per_image(built):
     assert torch.equal(fill_sky(depth[0, 0], few), depth[0, 0])
 
 
+@needs_da3
 def test_config_json_cannot_name_other_code_and_presets_come_from_the_package(tmp_path):
     hostile = {"model_name": "x", "config": {"__object__": {"path": "os", "name": "system", "args": "as_params"}}}
     with pytest.raises(ValueError, match="os.system, which is not a Depth Anything 3 network class"):
@@ -134,12 +143,16 @@ def test_config_json_cannot_name_other_code_and_presets_come_from_the_package(tm
         build("da3_small", model_id=str(tmp_path))
 
 
-def test_missing_weights_and_missing_package_say_how_to_fix_them(tmp_path, monkeypatch):
+@needs_da3
+def test_missing_weights_say_which_model_and_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match=r"DepthAnything3: model 'depth-anything/DA3MONO-LARGE.*--model"):
         build("da3mono_large")
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         build("da3metric_large", model_id=str(tmp_path / "absent"))
+
+
+def test_missing_package_gives_the_install_command(tmp_path, monkeypatch):
     for name in {"depth_anything_3", *(m for m in sys.modules if m.startswith("depth_anything_3."))}:
         monkeypatch.setitem(sys.modules, name, None)  # as if the package were not installed
     with pytest.raises(ImportError, match=r"pip install --no-deps 'depth-anything-3==0\.1\.1'"):
