@@ -157,3 +157,28 @@ def test_missing_package_gives_the_install_command(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # as if the package were not installed
     with pytest.raises(ImportError, match=r"pip install --no-deps 'depth-anything-3==0\.1\.1'"):
         build("da3_base", model_id=str(tmp_path))
+
+
+@needs_da3
+def test_label_job_writes_joint_depth_from_da3(built, tmp_path, ray_local):
+    """da3mono_large in a real label job (Ray workers import the package and load the folder)."""
+    from PIL import Image
+
+    from pipeline.config import LabelJobConfig
+    from pipeline.job import run_label_job
+    from tests.bad_inputs import photo
+
+    _, overrides = built("da3mono_large")
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, size in enumerate([(64, 96), (96, 64)]):
+        Image.fromarray(photo(size)).save(src / f"d{i}.png")
+    out = tmp_path / "out"
+    cfg = LabelJobConfig(input=str(src), output=str(out), annotators=("da3mono_large",), min_short_side=32,
+                         target_short_side=64, shard_size=4, overrides={"da3mono_large": overrides})
+    stats = run_label_job(cfg, progress=False)
+    assert stats["records_out"] == 2 and stats["per_domain"] == {"depth": 2}, stats
+    for line in (json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()):
+        depth = np.asarray(Image.open(out / line["annotation_depth"]))
+        assert depth.ndim == 2 and depth.min() == 0 and depth.max() == 255  # Joint: per-image min-max, mode L
+        assert depth.shape == np.asarray(Image.open(out / line["image"])).shape[:2]
