@@ -100,6 +100,10 @@ def network_config(annotator: str, config_json: dict[str, Any]) -> dict[str, Any
 
     if "config" in config_json:
         graph = config_json["config"]
+        root = graph.get("__object__") if isinstance(graph, dict) else None
+        if not isinstance(root, dict) or (root.get("path"), root.get("name")) != ("depth_anything_3.model.da3",
+                                                                                "DepthAnything3Net"):
+            raise ValueError(f"{annotator}: config.json's config graph must build a DepthAnything3Net")
         _check_graph(annotator, graph)
         return graph
     name = config_json.get("model_name")
@@ -114,9 +118,11 @@ def network_config(annotator: str, config_json: dict[str, Any]) -> dict[str, Any
 def _check_graph(annotator: str, node: Any) -> None:
     if isinstance(node, dict):
         obj = node.get("__object__")
-        if obj is not None and (obj.get("path"), obj.get("name")) not in ALLOWED_OBJECTS:
-            raise ValueError(f"{annotator}: config.json names {obj.get('path')}.{obj.get('name')}, "
-                             f"which is not a Depth Anything 3 network class; refusing to build it")
+        if obj is not None:
+            named = (obj.get("path"), obj.get("name")) if isinstance(obj, dict) else (obj, None)
+            if named not in ALLOWED_OBJECTS:
+                raise ValueError(f"{annotator}: config.json names {named[0]}.{named[1]}, "
+                                 f"which is not a Depth Anything 3 network class; refusing to build it")
         for value in node.values():
             _check_graph(annotator, value)
     elif isinstance(node, list):

@@ -125,10 +125,12 @@ def test_sky_fill_is_the_networks_own_rule_per_image(built):
 
 @needs_da3
 def test_config_json_cannot_name_other_code_and_presets_come_from_the_package(tmp_path):
-    hostile = {"model_name": "x", "config": {"__object__": {"path": "os", "name": "system", "args": "as_params"}}}
+    graph = network_config("DepthAnything3", {"model_name": "da3-small"})
+    hostile = {"model_name": "x", "config": {**graph, "head": {"__object__": {"path": "os", "name": "system"}}}}
     with pytest.raises(ValueError, match="os.system, which is not a Depth Anything 3 network class"):
         network_config("DepthAnything3", hostile)
-    graph = network_config("DepthAnything3", {"model_name": "da3-small"})
+    with pytest.raises(ValueError, match="must build a DepthAnything3Net"):
+        network_config("DepthAnything3", {"config": {"__object__": {"path": "subprocess", "name": "run"}}})
     graph["head"]["features"] = "${eval:__import__('os').getpid()}"
     with pytest.raises(ValueError, match="interpolation"):
         network_config("DepthAnything3", {"config": graph})
