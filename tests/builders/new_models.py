@@ -1,5 +1,5 @@
 """Random-weight checkpoints and per-image baselines of the newer annotators (Depth Pro, MoGe-2, ViTPose +
-RT-DETR, EoMT, Qwen3-VL), for tests and bench/label_throughput.py.
+RT-DETR, EoMT, Qwen3-VL, Depth Anything 3), for tests and bench/label_throughput.py.
 
 RANDOM maps a registry name to `fn(folder, full_size=False) -> build() overrides`: it writes what
 the hub repo holds (config.json + safetensors of the real transformers class, and the processor
@@ -326,6 +326,87 @@ def qwen3_vl_8b(folder: Path, full_size: bool = False) -> dict[str, Any]:
     return qwen3_vl(folder, full_size, size_b=8)
 
 
+# ----- Depth Anything 3 ---------------------------------------------------------------------------
+
+DA3_PRESETS = {"da3mono_large": "da3mono-large", "da3metric_large": "da3metric-large", "da3_small": "da3-small",
+               "da3_base": "da3-base", "da3_large": "da3-large"}
+
+
+def _da3_tiny_graph(preset: str) -> dict:
+    """The preset's object graph on the smallest backbone the package builds (its DinoV2 wrapper takes only
+    vits/vitb/vitl/vitg: ViT-S/14, 12 blocks of 384) with narrow DPT heads (16 features)."""
+    from annotators.depth_anything3 import network_config
+
+    graph = network_config("builder", {"model_name": preset})
+    graph["net"].update(name="vits", out_layers=[2, 5, 8, 11])
+    cat = 2 if graph["net"]["cat_token"] else 1  # any-view models concatenate local and global tokens
+    graph["head"].update(dim_in=384 * cat, features=16, out_channels=[8, 16, 32, 32])
+    if "cam_enc" in graph:
+        graph["cam_enc"]["dim_out"] = 384
+        graph["cam_dec"]["dim_in"] = 384 * cat
+    for key in ("gs_head", "gs_adapter"):
+        graph.pop(key, None)
+    return graph
+
+
+def depth_anything3(folder: Path, full_size: bool = False, preset: str = "da3mono-large") -> dict[str, Any]:
+    """A DA3 checkpoint as `DepthAnything3.from_pretrained` reads it: config.json + model.safetensors with the
+    wrapper's `model.` keys. Full size = the package preset itself (config.json names it, as on the hub);
+    tiny = the preset's graph on ViT-S with 16-wide heads, written into config.json's `config`."""
+    import json
+
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_model
+
+    from annotators.depth_anything3 import hub_wrapper, import_da3, network_config
+
+    _, cfg, _ = import_da3()
+    config_json = {"model_name": preset} if full_size else {"model_name": preset, "config": _da3_tiny_graph(preset)}
+    _seeded()
+    net = cfg.create_object(OmegaConf.create(network_config("builder", config_json)))
+    if not full_size:
+        _spread(net)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config_json))
+    save_model(hub_wrapper(net), str(folder / "model.safetensors"))  # as PyTorchModelHubMixin.save_pretrained
+    return {"model_id": str(folder), "resolution": 504 if full_size else 70}
+
+
+def depth_anything3_baseline(folder: Path, full_size: bool = False,
+                             preset: str = "da3mono-large") -> Callable[[np.ndarray], object]:
+    """The package's own per-image recipe, fp32 (`DepthAnything3.inference` minus its exporters, whose module
+    needs moviepy): InputProcessor (long side 504, multiples of 14) -> the network (sky fill included) ->
+    OutputProcessor. Returns the Prediction (depth at the processed size)."""
+    import torch
+    from depth_anything_3.utils.io.input_processor import InputProcessor
+    from depth_anything_3.utils.io.output_processor import OutputProcessor
+
+    from annotators.depth_anything3 import load_network
+
+    overrides = depth_anything3(folder, full_size, preset) if not (folder / "config.json").exists() else {}
+    net = load_network("baseline", str(folder), None)
+    inputs, outputs = InputProcessor(), OutputProcessor()
+    res = overrides.get("resolution", 504 if full_size else 70)
+
+    def run(image: np.ndarray):
+        x, _, _ = inputs([image], process_res=res, process_res_method="upper_bound_resize", num_workers=1)
+        with torch.inference_mode():
+            return outputs(net(x[None].float()))
+
+    return run
+
+
+def _da3(name: str):
+    def build(folder: Path, full_size: bool = False) -> dict[str, Any]:
+        return depth_anything3(folder, full_size, DA3_PRESETS[name])
+
+    def baseline(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], object]:
+        return depth_anything3_baseline(folder, full_size, DA3_PRESETS[name])
+
+    return build, baseline
+
+
+
 # ----- the tables the tests and the benchmark read ---------------------------------------------------
 
 RANDOM: dict[str, Callable[..., dict[str, Any]]] = {
@@ -336,6 +417,7 @@ RANDOM: dict[str, Callable[..., dict[str, Any]]] = {
     "eomt_ade20k": eomt,
     "qwen3_vl_2b": qwen3_vl,
     "qwen3_vl_8b": qwen3_vl_8b,
+    **{name: _da3(name)[0] for name in DA3_PRESETS},
 }
 BASELINES: dict[str, Callable[..., Callable[[np.ndarray], object]]] = {
     "depth_pro": depth_pro_baseline,
@@ -345,4 +427,5 @@ BASELINES: dict[str, Callable[..., Callable[[np.ndarray], object]]] = {
     "eomt_ade20k": eomt_baseline,
     "qwen3_vl_2b": pipeline_baseline(qwen3_vl, DETAILED, chat=True),
     "qwen3_vl_8b": pipeline_baseline(qwen3_vl_8b, DETAILED, chat=True),
+    **{name: _da3(name)[1] for name in DA3_PRESETS},
 }
