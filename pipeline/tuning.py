@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pipeline.config import StageResources
+
 MiB = 2**20
 
 # Peak USS (MiB) of one Ray worker running the stage: Python + torch + the model + activations, fp32 on
@@ -79,10 +81,13 @@ def light_stage(stage: str, short_side: int) -> StagePlan:
     return StagePlan(batch_size=light_batch_size(short_side), memory=stage_memory_bytes(stage))
 
 
+_DEFAULT_BATCH = StageResources.__dataclass_fields__["batch_size"].default
+
+
 def annotate_stage(names: list[str], batch_size: int, short_side: int, weights_free: bool,
                    measured_mb: float | None = None) -> StagePlan:
     """One annotator stage (a colocated group holds several models: their footprints add up)."""
-    if weights_free:
+    if weights_free and batch_size == _DEFAULT_BATCH:  # a batch size the user chose wins
         batch_size = max(batch_size, light_batch_size(short_side))
     memory = sum(stage_memory_bytes(n, weights_free) for n in names) if measured_mb is None else (
         stage_memory_bytes(names[0], weights_free, measured_mb)

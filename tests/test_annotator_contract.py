@@ -57,8 +57,19 @@ def check_label(domain: str, label, image: np.ndarray) -> None:
         assert label.min() >= 0 and label.std() > 0  # disparity is never negative; a real map came back
 
 
+# Annotators whose package is not on PyPI: their real network runs only where it is installed
+# (tests/test_new_annotators.py checks the install-command error everywhere).
+OPTIONAL_PACKAGES = {"moge2_vitl_normal": "moge"}
+
+
+def needs_optional_package(name: str) -> None:
+    if name in OPTIONAL_PACKAGES:
+        pytest.importorskip(OPTIONAL_PACKAGES[name], reason=f"{name} needs the {OPTIONAL_PACKAGES[name]} package")
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_entry_builds_and_labels_mixed_sizes(name, mixed):
+    needs_optional_package(name)
     entry = REGISTRY[name]
     annotator = tiny_annotator(name)
     assert annotator.domain == entry.domain and annotator.name == name
@@ -73,6 +84,7 @@ def test_entry_builds_and_labels_mixed_sizes(name, mixed):
 
 @pytest.mark.parametrize("name", sorted(n for n in REGISTRY if n != "alt_text"))
 def test_batched_equals_alone(name, images):
+    needs_optional_package(name)
     annotator = tiny_annotator(name)
     together = annotator.annotate(images)
     for i in (0, 1, 2):  # 0 and 1 were one batch of two
@@ -89,8 +101,11 @@ def test_batched_equals_alone(name, images):
     "name", sorted(n for n, e in REGISTRY.items() if not issubclass(e.cls, NumpyAnnotator) and n != "alt_text")
 )
 def test_missing_weights_give_one_line(name, monkeypatch, tmp_path):
+    needs_optional_package(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     bad = {"weights_path": str(tmp_path / "none.weights.h5")} if name == "hed_bsds" else {"model_id": "no-org/none"}
+    if name == "vitpose_base":  # two models (person detector + ViTPose): either may be the one reported
+        bad["detector_id"] = "no-org/none"
     with pytest.raises(ModelUnavailableError) as err:
         build(name, **bad)
     message = str(err.value)

@@ -49,7 +49,7 @@ def images(sample_images):
 
 def test_presets_are_registered_pinned_and_covered():
     for name in DA3_PRESETS:
-        cls, config = REGISTRY[name]
+        cls, config = REGISTRY[name].cls, REGISTRY[name].preset
         assert name in RANDOM and name in BASELINES and cls.domain == "depth"
         assert config.model_id.startswith("depth-anything/DA3") and len(config.revision) == 40
         assert config.resolution == 504 and config.multiple_of == 14  # upstream process_res, the ViT patch
@@ -148,7 +148,7 @@ def test_config_json_cannot_name_other_code_and_presets_come_from_the_package(tm
 @needs_da3
 def test_missing_weights_say_which_model_and_how_to_provide_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError, match=r"DepthAnything3: model 'depth-anything/DA3MONO-LARGE.*--model"):
+    with pytest.raises(ModelUnavailableError, match=r"da3mono_large: model 'depth-anything/DA3MONO-LARGE.*--model"):
         build("da3mono_large")
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         build("da3metric_large", model_id=str(tmp_path / "absent"))

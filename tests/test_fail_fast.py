@@ -59,7 +59,7 @@ CONFIG_CASES = {
     "pool": ([], "default_resources: {pool_min: 3, pool_max: 2}\n", "pool_max (2) must be >= pool_min (3)"),
     "unknown annotator": ([("-a", "cany")], "", "unknown annotator 'cany'; known annotators:"),
     "unknown override field": ([], "overrides:\n  canny: {sigma: 2}\n", "overrides.canny:"),
-    "two annotators one domain": ([("-a", "canny,hed")], "", "both produce 'edge'"),
+    "two annotators one domain": ([("-a", "canny,hed_bsds")], "", "both produce 'edge'"),
     "gpus on a CPU machine": ([("--gpus", "1")], "", "not enough resources: canny needs 1 GPU per actor"),
     "more GPUs than any node": ([("--gpus", "4096")], "", "not enough resources: canny needs 4096 GPUs per actor"),
     "cpus": ([], "default_resources: {num_cpus: 100000}\n", "canny needs 100000 CPUs per actor"),

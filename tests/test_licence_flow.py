@@ -82,6 +82,6 @@ def test_label_cli_suite_and_unknown_suite():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     cfg = build_config(parser.parse_args(["in", "out", "--suite", "permissive"]))
-    assert "depth_anything_v2_small" in cfg.annotators and "openpose" not in cfg.annotators
+    assert "da3mono_large" in cfg.annotators and "openpose" not in cfg.annotators
     with pytest.raises(SystemExit, match="valid suites: joint, offline, permissive"):
         build_config(parser.parse_args(["in", "out", "--suite", "commercial"]))

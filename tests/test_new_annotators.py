@@ -46,12 +46,12 @@ def images(sample_images):
 def test_registry_entries_build_tables_and_domains():
     for name in NEW:
         assert name in REGISTRY and name in RANDOM and name in BASELINES, name
-        assert REGISTRY[name][1].model_id, name
-    assert label_domains(REGISTRY["depth_pro_geometry"][0]) == ("depth", "normal")
-    assert label_domains(REGISTRY["moge2_vitl_normal"][0]) == ("depth", "normal")
-    assert label_domains(REGISTRY["depth_pro"][0]) == ("depth",)
-    assert REGISTRY["vitpose_base"][0].domain == "openpose" and REGISTRY["eomt_ade20k"][0].domain == "seg_12colors"
-    assert REGISTRY["qwen3_vl_8b"][1].caption_key == "Qwen3-VL-8B-Instruct"
+        assert REGISTRY[name].preset.model_id, name
+    assert label_domains(REGISTRY["depth_pro_geometry"].cls) == ("depth", "normal")
+    assert label_domains(REGISTRY["moge2_vitl_normal"].cls) == ("depth", "normal")
+    assert label_domains(REGISTRY["depth_pro"].cls) == ("depth",)
+    assert REGISTRY["vitpose_base"].cls.domain == "openpose" and REGISTRY["eomt_ade20k"].cls.domain == "seg_12colors"
+    assert REGISTRY["qwen3_vl_8b"].preset.caption_key == "Qwen3-VL-8B-Instruct"
 
 
 # ----- Depth Pro and the multi-domain contract ------------------------------------------------------
@@ -176,7 +176,7 @@ def test_label_job_writes_both_domains_of_a_multi_domain_annotator(built, tmp_pa
 
 def test_missing_weights_name_the_model_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelUnavailableError, match=r"DepthPro: model 'apple/DepthPro-hf@main'.*--model"):
+    with pytest.raises(ModelUnavailableError, match=r"depth_pro: model 'apple/DepthPro-hf@main'.*--model"):
         build("depth_pro")
     with pytest.raises(ModelUnavailableError, match="does not exist"):
         build("eomt_ade20k", model_id=str(tmp_path / "absent"))
