@@ -24,6 +24,7 @@ from pipeline import tuning
 from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
+from pipeline.preflight import stage_groups
 from pipeline.report import write_preview, write_stats
 from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import InputItem, list_sources, shard_items
@@ -188,23 +189,12 @@ def _actors(lo: int, hi: int):
     return ActorPoolStrategy(min_size=lo, max_size=hi)
 
 
-def _stage_groups(cfg: LabelJobConfig, names: list[str]) -> list[list[str]]:
-    groups, placed = [], set()
-    for group in cfg.colocate:
-        members = [canonical_name(n) for n in group if canonical_name(n) in names]
-        if members:
-            groups.append(members)
-            placed.update(members)
-    groups.extend([n] for n in names if n not in placed)
-    return groups
-
-
 def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str, observe, prefix=PART_PREFIX) -> None:
     """Add the annotate/encode/write stages to `ds` and consume the writers' status rows: count them and
     hand them to `observe` (which finalises shards as they complete)."""
     import ray
 
-    groups = _stage_groups(cfg, names)
+    groups = stage_groups(cfg, names)  # the same grouping preflight checked resources for
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
     tuning.configure_data_context(ray.data.DataContext.get_current())
     plans = tuning.plan_stages(cfg, groups, ray.cluster_resources().get("memory", 0.0))
