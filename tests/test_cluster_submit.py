@@ -164,14 +164,27 @@ def _cluster_pids(temp: Path, needle: str) -> list[int]:
     return out
 
 
+def _wait_for_pids(temp: Path, needle: str, storage: Storage, timeout: float = 300) -> list[int]:
+    """The PIDs of the cluster's processes named `needle`, once the job has staged its first rows."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = _cluster_pids(temp, needle)
+        if pids and storage.list("_staging", ".parquet", recursive=True):
+            return pids
+        if storage.exists("stats.json"):
+            pytest.fail(f"the job finished before a {needle} process could be killed")
+        time.sleep(0.1)
+    pytest.fail(f"no {needle} process found on the cluster")
+
+
 def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
     address, env, temp = cluster
     out = f"s3://{s3.new_bucket()}/labels"
     storage = Storage(out)
     assert submit(address, env, out, corpus, wait=False).returncode == 0
-    _wait_for(storage, "_shards", ".done", 1)
-    victims = _cluster_pids(temp, "AnnotateStage")
-    assert victims, "no annotator actor found on the cluster"
+    # Kill as soon as labeling is under way (a first staging part), not after a shard is done: on a fast
+    # machine the annotators may have finished every batch by then and been released.
+    victims = _wait_for_pids(temp, "AnnotateStage", storage)
     os.kill(victims[0], signal.SIGKILL)  # Ray restarts the actor and retries its batch
     deadline = time.time() + 400
     while time.time() < deadline and not storage.exists("stats.json"):
