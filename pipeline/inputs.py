@@ -14,15 +14,18 @@ import math
 from pipeline.config import LabelJobConfig
 from pipeline.decode import DecodeRules
 from pipeline.sources import InputItem, split_member
-from pipeline.stages import DecodeSpec, DecodeStage
+from pipeline.stages import DecodeSpec, DecodeStage, run_stage
 
 # Rows of one Parquet read unit: a few row groups (datasets writes 100-row groups for image datasets),
 # small enough to spread one big file over many workers.
 PARQUET_UNIT_ROWS = 256
 
 
-def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
-    """Ray Dataset with DecodeStage's columns for `todo` (items of one input, as `shard_items` made them)."""
+def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem], remote_args: dict):
+    """Ray Dataset with DecodeStage's columns for `todo` (items of one input, as `shard_items` made them).
+
+    Decode runs as Ray tasks with `remote_args`: the job passes the first annotator stage's resources
+    when it wants decode fused into that stage's actors (see `pipeline.job._decode_args`)."""
     import ray
 
     spec = DecodeSpec(
@@ -41,12 +44,11 @@ def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
         stage, batch_size = ContainerDecodeStage, 1
         kwargs = {"spec": spec, "image_column": cfg.hf_image_column, "caption_column": cfg.hf_caption_column}
     return ds.map_batches(
-        stage,
-        fn_constructor_kwargs=kwargs,
+        run_stage,
+        fn_kwargs={"stage": stage, "kwargs": kwargs},
         batch_size=batch_size,
         batch_format="numpy",
-        compute=_actors(1, 2),
-        num_cpus=1,
+        **remote_args,
     )
 
 

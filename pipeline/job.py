@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -23,12 +24,13 @@ from annotators.registry import canonical_name, entry, resolve
 from pipeline import tuning
 from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
+from pipeline.inputs import decoded_dataset
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
 from pipeline.preflight import stage_groups
 from pipeline.report import write_preview, write_stats
 from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import InputItem, list_sources, shard_items
-from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage
+from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage, run_stage
 from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
 from schemas.record import Provenance
 from schemas.storage import StorageError, describe_failure
@@ -94,7 +96,8 @@ def _run(cfg, names, layout: OutputLayout, items, previous, owner: str, progress
     finaliser = Finaliser(layout, tracker, names, _provenance(cfg, names), owner)
     finaliser.submit_ready()  # shards fully staged by an earlier run finalise at once
     if todo:
-        _stream(cfg, names, _fresh_dataset(cfg, todo), len(todo), run_stats, progress, "label", finaliser.observe)
+        source = functools.partial(decoded_dataset, cfg, todo)
+        _stream(cfg, names, source, len(todo), run_stats, progress, "label", finaliser.observe)
     finaliser.wait()
 
     # Incremental labeling: shards finished by an earlier run that lack some of the requested annotators.
@@ -177,68 +180,68 @@ def _quiet_ray() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
-    from pipeline.inputs import decoded_dataset
-
-    return decoded_dataset(cfg, todo)
-
-
 def _actors(lo: int, hi: int):
     from ray.data import ActorPoolStrategy
 
     return ActorPoolStrategy(min_size=lo, max_size=hi)
 
 
-def _stream(cfg, names, ds, total, run_stats: Counter, progress: bool, what: str, observe, prefix=PART_PREFIX) -> None:
-    """Add the annotate/encode/write stages to `ds` and consume the writers' status rows: count them and
-    hand them to `observe` (which finalises shards as they complete)."""
+def _stream(
+    cfg, names, source, total, run_stats: Counter, progress: bool, what: str, observe, prefix=PART_PREFIX
+) -> None:
+    """Build the stages over `source(decode_args)` (the rows to label, decoded with those Ray remote args)
+    and consume the writers' status rows: count them and hand them to `observe` (which finalises shards
+    as they complete).
+
+    Stage layout: decode -> one actor stage per annotator group -> encode -> write. Decode, encode and
+    write are Ray tasks; Ray Data fuses a task into the next stage when their resources match. On CPU,
+    decode runs inside the first annotator actor (the cores are shared anyway, and a decoded batch then
+    never crosses the object store) and encode + write run as one task. A GPU stage keeps decode apart,
+    as CPU tasks that feed it, so the GPU never waits on JPEG decoding."""
     import ray
 
     groups = stage_groups(cfg, names)  # the same grouping preflight checked resources for
     cluster_cpus = ray.cluster_resources().get("CPU", 1.0)
     tuning.configure_data_context(ray.data.DataContext.get_current())
     plans = tuning.plan_stages(cfg, groups, ray.cluster_resources().get("memory", 0.0))
+    args = {g[0]: _annotate_args(cfg, g, plans, cluster_cpus, len(groups)) for g in groups}
+    first = groups[0][0]
+    fuse = not args[first].get("num_gpus") and _vllm_config(cfg, groups[0]) is None
+    ds = source(args[first] if fuse else {"num_cpus": 1, "memory": plans["decode"].memory})
     for group in groups:
-        res = cfg.resources_for(group[0])
         vllm = _vllm_config(cfg, group)
         if vllm is not None:
-            ds = _vllm_stage(ds, group[0], vllm, res)
+            ds = _vllm_stage(ds, group[0], vllm, cfg.resources_for(group[0]))
             continue
-        # Auto CPU share: leave one CPU for decode/encode/write, split the rest between annotator stages.
-        cpus = res.num_cpus if res.num_cpus is not None else max(0.25, (cluster_cpus - 1) / len(groups))
+        res = cfg.resources_for(group[0])
         ds = ds.map_batches(
             AnnotateStage,
             fn_constructor_kwargs={"specs": [(n, cfg.overrides.get(n, {})) for n in group], "device": cfg.device},
             batch_size=plans[group[0]].batch_size,
             batch_format="numpy",
             compute=_actors(res.pool_min, res.pool_max),
-            num_cpus=cpus,
-            num_gpus=res.num_gpus or None,
-            memory=res.memory or plans[group[0]].memory,  # the job config's, else the measured footprint
+            **args[group[0]],
         )
     domains = sorted({d for n in names for d in label_domains(resolve(n)[0])} - {"caption"})
+    # Encode and write share one task (same resources => fused): a batch's file bytes go straight to
+    # storage from the process that encoded them. Tasks spread over every node, so writing scales with
+    # the cluster; part names are content hashes, so a retried task overwrites its own objects.
+    light = {"num_cpus": 0.5, "memory": max(plans["encode"].memory, plans["write"].memory)}
+    encode = {"domains": domains, "jpeg_quality": cfg.jpeg_quality, "source_caption_key": cfg.caption_key}
     ds = ds.map_batches(
-        EncodeStage,
-        fn_constructor_kwargs={
-            "domains": domains,
-            "jpeg_quality": cfg.jpeg_quality,
-            "source_caption_key": cfg.caption_key,
-        },
+        run_stage,
+        fn_kwargs={"stage": EncodeStage, "kwargs": encode},
         batch_size=plans["encode"].batch_size,
         batch_format="numpy",
-        compute=_actors(1, 2),
-        num_cpus=0.5,
-        memory=plans["encode"].memory,
+        **light,
     )
-    # A pool of writers (I/O bound, a quarter CPU each) that grows with the cluster: never one funnel.
+    write = {"output": cfg.output, "write_joint": cfg.write_joint, "prefix": prefix}
     ds = ds.map_batches(
-        WriteStage,
-        fn_constructor_kwargs={"output": cfg.output, "write_joint": cfg.write_joint, "prefix": prefix},
+        run_stage,
+        fn_kwargs={"stage": WriteStage, "kwargs": write},
         batch_size=plans["write"].batch_size,
         batch_format="numpy",
-        compute=_actors(1, max(2, min(32, int(cluster_cpus)))),
-        num_cpus=0.25,
-        memory=plans["write"].memory,
+        **light,
     )
     bar = _progress(total, what, progress)
     batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
@@ -275,6 +278,18 @@ def _model_unavailable_line(exc: BaseException) -> str | None:
         seen = seen.__cause__ or seen.__context__
     match = re.search(r"ModelUnavailableError: ([^\n]+)", str(exc))
     return match.group(1) if match else None
+
+
+def _annotate_args(cfg: LabelJobConfig, group: list[str], plans: dict, cluster_cpus: float, n_groups: int) -> dict:
+    """Ray remote args of an annotator group's actors: the job config's resources, else an automatic CPU
+    share (one CPU left for encode/write, the rest split between the annotator stages) and the measured
+    memory footprint."""
+    res = cfg.resources_for(group[0])
+    cpus = res.num_cpus if res.num_cpus is not None else max(0.25, (cluster_cpus - 1) / n_groups)
+    args = {"num_cpus": cpus, "memory": res.memory or plans[group[0]].memory}
+    if res.num_gpus:
+        args["num_gpus"] = res.num_gpus
+    return args
 
 
 def _vllm_config(cfg: LabelJobConfig, group: list[str]):
@@ -327,16 +342,21 @@ def _add_annotators(cfg, layout: OutputLayout, missing: list[str], markers: dict
             if r["source"] not in staged
         )
     if rows:
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / 8)))
-        ds = ds.map_batches(
-            RecordDecodeStage,
-            fn_constructor_kwargs={"output": cfg.output},
-            batch_size=8,
-            batch_format="numpy",
-            compute=_actors(1, 1),
-            num_cpus=0.5,
-        )
-        _stream(cfg, missing, ds, len(rows), run_stats, progress, f"add {','.join(missing)}", lambda b: None, prefix)
+
+        def source(_decode_args: dict):
+            # An actor, not a task: it keeps the shard's stored images between batches (rows come in shard order).
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / 8)))
+            return ds.map_batches(
+                RecordDecodeStage,
+                fn_constructor_kwargs={"output": cfg.output},
+                batch_size=8,
+                batch_format="numpy",
+                compute=_actors(1, 1),
+                num_cpus=0.5,
+            )
+
+        what = f"add {','.join(missing)}"
+        _stream(cfg, missing, source, len(rows), run_stats, progress, what, lambda b: None, prefix)
     provenance = tuple(_provenance(cfg, missing))
     task = ray.remote(num_cpus=0.25, max_retries=3)(finalize_shard)
     futures = []
@@ -382,5 +402,3 @@ def _chain(exc: BaseException) -> list[BaseException]:
         out.append(seen)
         seen = seen.__cause__ or seen.__context__
     return out
-
-

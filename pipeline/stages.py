@@ -1,9 +1,18 @@
 """The Ray Data stages of the label job: decode -> annotate (one stage per annotator group) -> encode -> write.
 
-Each stage is a plain function or callable class over a numpy batch dict, so it
-can be tested on a hand-built batch without Ray. Failures never drop a row: they
-set its `error` columns, later stages skip it, and the writer files it in the
-errors table.
+Each stage is a callable class over a numpy batch dict, so it can be tested on a
+hand-built batch without Ray. Failures never drop a row: they set its `error`
+columns, later stages skip it, and the writer files it in the errors table.
+
+Only annotators hold state worth keeping (their models), so only `AnnotateStage` runs
+in Ray actors; decode, encode and write run as Ray *tasks* through `run_stage`. Ray Data
+fuses a task stage into the stage after it when their resources match, so the job
+can run decode inside the first annotator's actor and encode + write as one task
+(see `pipeline/job.py`), instead of one actor pool per stage - each a process that
+imports its libraries and holds its own copy of every batch.
+
+This module imports no model code at import time: a decode/encode/write worker
+should not pay for torch.
 """
 
 from __future__ import annotations
@@ -14,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.multi import label_domains
 from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes, read_caption
 
 # How many dimensions each domain's raw label has (HxW or HxWx3); an absent label is an
@@ -100,6 +108,12 @@ class DecodeStage:
         return read_caption(uri) if uri and self.spec.sidecar_captions else ""
 
 
+def run_stage(batch: dict[str, np.ndarray], *, stage: type, kwargs: dict):
+    """A stage class as a Ray task: built per batch (their constructors are cheap), so Ray Data may fuse
+    it with its neighbour. A generator stage (containers) stays a generator."""
+    return stage(**kwargs)(batch)
+
+
 class AnnotateStage:
     """Runs one or more annotators (colocated in one actor) on the rows that have no error yet."""
 
@@ -145,6 +159,8 @@ class AnnotateStage:
     def _run(ann, images: list[np.ndarray], extra: dict[str, list]) -> dict[str, list]:
         """{domain: labels} of one batch call; if the batch fails, retry image by image so one bad input
         cannot sink its neighbours (a failed image is the same exception in every domain)."""
+        from annotators.multi import label_domains
+
         domains = label_domains(ann)
         if not images:
             return {d: [] for d in domains}

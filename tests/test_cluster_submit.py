@@ -164,17 +164,21 @@ def _cluster_pids(temp: Path, needle: str) -> list[int]:
     return out
 
 
-def _wait_for_pids(temp: Path, needle: str, storage: Storage, timeout: float = 300) -> list[int]:
-    """The PIDs of the cluster's processes named `needle`, once the job has staged its first rows."""
+def _wait_for_actor_pids(address: str, needle: str, storage: Storage, timeout: float = 300) -> list[int]:
+    """PIDs of the cluster's live actors whose name holds `needle` (Ray's state API on the head: only
+    this cluster's actors, named once constructed), as soon as one exists."""
+    from ray.util.state import list_actors
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        pids = _cluster_pids(temp, needle)
-        if pids and storage.list("_staging", ".parquet", recursive=True):
+        actors = list_actors(address=address, filters=[("state", "=", "ALIVE")], detail=True, timeout=10)
+        pids = [a.pid for a in actors if needle in (a.repr_name or "") and a.pid]
+        if pids:
             return pids
         if storage.exists("stats.json"):
-            pytest.fail(f"the job finished before a {needle} process could be killed")
-        time.sleep(0.1)
-    pytest.fail(f"no {needle} process found on the cluster")
+            pytest.fail(f"the job finished before a {needle} actor could be killed")
+        time.sleep(0.2)
+    pytest.fail(f"no {needle} actor found on the cluster")
 
 
 def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
@@ -182,9 +186,9 @@ def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
     out = f"s3://{s3.new_bucket()}/labels"
     storage = Storage(out)
     assert submit(address, env, out, corpus, wait=False).returncode == 0
-    # Kill as soon as labeling is under way (a first staging part), not after a shard is done: on a fast
-    # machine the annotators may have finished every batch by then and been released.
-    victims = _wait_for_pids(temp, "AnnotateStage", storage)
+    # Kill as soon as an annotator actor exists, not after a shard is done: on a fast machine the annotators
+    # may have finished every batch by then and been released.
+    victims = _wait_for_actor_pids(address, "AnnotateStage", storage)
     os.kill(victims[0], signal.SIGKILL)  # Ray restarts the actor and retries its batch
     deadline = time.time() + 400
     while time.time() < deadline and not storage.exists("stats.json"):
