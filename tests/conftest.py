@@ -37,10 +37,17 @@ def ray_local(s3):
     server: Ray's workers take the environment at start, and jobs writing to S3 need its AWS_* variables."""
     import ray
 
-    if not ray.is_initialized():
-        # Loopback only: a test cluster has no business on any other interface.
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _node_ip_address="127.0.0.1")
+    for attempt in range(3):
+        if ray.is_initialized():
+            break
+        try:
+            # Loopback only: a test cluster has no business on any other interface.
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _node_ip_address="127.0.0.1")
+        except Exception as exc:  # noqa: BLE001 - Ray gives its raylet a fixed 30 s to register
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+            ray.shutdown()  # a busy machine: stop what started and try again
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray
