@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from common.hub import ModelUnavailableError, hub_file
 from jodi.blocks import (
     CaptionEmbedder,
     FinalLayer,
@@ -24,7 +25,6 @@ from jodi.blocks import (
     TimestepEmbedder,
     sincos_2d,
 )
-from jodi.codecs import WeightsUnavailableError
 from jodi.roles import CONDITION, GENERATE, IGNORE
 from schemas import ALL_DOMAINS
 from schemas.checkpoint import load_torch_file
@@ -207,22 +207,14 @@ def _resolve(path: str) -> str:
     """Local path, or `hf://<org>/<repo>/<file>[@revision]` downloaded through huggingface_hub."""
     if not path.startswith("hf://"):
         if not Path(path).expanduser().is_file():
-            raise WeightsUnavailableError(f"Jodi weights: no such file '{path}'")
+            raise ModelUnavailableError(f"Jodi weights: no such file '{path}'")
         return str(Path(path).expanduser())
-    from huggingface_hub import hf_hub_download
-
     spec, _, revision = path[len("hf://"):].partition("@")
     parts = spec.split("/")
     if len(parts) < 3:
         raise ValueError(f"expected hf://<org>/<repo>/<file>[@revision], got {path!r}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    try:
-        return hf_hub_download(repo, filename, revision=revision or None)
-    except Exception as exc:  # noqa: BLE001 - the hub raises many classes; all mean "not available here"
-        raise WeightsUnavailableError(
-            f"Jodi weights: '{path}' is not in the local Hugging Face cache and could not be downloaded; run "
-            f"`huggingface-cli download {repo} {filename}` where the Hub is reachable, or pass a local file"
-        ) from exc
+    return hub_file("Jodi weights", repo, filename, revision or None, provide="pass a local file")
 
 
 def read_state_dict(path: str) -> dict[str, Tensor]:
