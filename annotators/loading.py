@@ -6,6 +6,9 @@ Hub/local resolution and the one-line "which model, how to provide it" error liv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from annotators.base import AnnotatorConfig
 from common.hub import (  # noqa: F401 - re-exported: the annotator-facing names
     ModelUnavailableError,
     hub_file,
@@ -38,3 +41,24 @@ def load_torch_checkpoint(annotator: str, repo_id: str | None, filename: str, re
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+# ----- controlnet_aux networks with lllyasviel/Annotators checkpoints (edge, lineart, normal_bae, pose) -----
+
+
+@dataclass(frozen=True)
+class AnnotatorsRepoConfig(AnnotatorConfig):
+    """A preset whose weights are a controlnet_aux checkpoint in lllyasviel/Annotators, at the pinned commit."""
+
+    model_id: str | None = ANNOTATORS_REPO
+    revision: str | None = ANNOTATORS_REVISION
+
+
+def controlnet_aux(name: str, module: str):
+    """controlnet_aux's `module` (its network code), or an ImportError with the install line."""
+    return require(name, module, CONTROLNET_AUX_HINT)
+
+
+def annotators_checkpoint(name: str, config: AnnotatorConfig, filename: str) -> dict:
+    """The state dict `filename` of the config's repo (lllyasviel/Annotators or a local folder)."""
+    return load_torch_checkpoint(name, config.model_id, filename, config.revision)

@@ -55,6 +55,8 @@ def test_registry_and_weights_free_annotators_do_not_import_torch():
     code = (
         "import sys, numpy as np, annotators.registry, annotators\n"
         "assert 'torch' not in sys.modules, 'importing the registry imported torch'\n"
+        "import pipeline.stages\n"
+        "assert 'torch' not in sys.modules, 'importing the label-job stages imported torch'\n"
         "for name in ('canny', 'lineart_standard'):\n"
         "    label = annotators.build(name).annotate([np.zeros((48, 64, 3), np.uint8)])[0]\n"
         "    assert label.shape == (48, 64), label.shape\n"
