@@ -1,4 +1,5 @@
-"""Weights for annotators: the hub constants several model families share, pinned once, and .pth state dicts.
+"""Weights for annotators: .pth state dicts, and the lllyasviel/Annotators pin that the controlnet_aux
+families (edge, lineart, normal_bae, pose) share, with their preset base and loaders.
 
 Hub/local resolution and the one-line "which model, how to provide it" error live in `common/hub.py`
 (Jodi's encoders use them too); their names are re-exported here, where annotators and users import them.
@@ -12,9 +13,7 @@ from annotators.base import AnnotatorConfig
 from common.hub import (  # noqa: F401 - re-exported: the annotator-facing names
     ModelUnavailableError,
     hub_file,
-    is_offline,
     load_pretrained,
-    missing_model_message,
     require,
 )
 from schemas.checkpoint import load_torch_file
