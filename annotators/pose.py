@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotators.base import AnnotationError, Annotator, AnnotatorConfig
-from annotators.loading import ANNOTATORS_REPO, ANNOTATORS_REVISION, CONTROLNET_AUX_HINT, hub_file, require
+from annotators.base import AnnotationError, Annotator
+from annotators.loading import AnnotatorsRepoConfig, controlnet_aux, hub_file
 from annotators.pose_grouping import NUM_PARTS, Peaks, group_people, limb_sample_points
 from annotators.preprocess import round_to_64
 from schemas.checkpoint import load_torch_file
@@ -29,12 +29,10 @@ STRIDE = 8  # output stride of the OpenPose CNNs
 
 
 @dataclass(frozen=True)
-class OpenposeConfig(AnnotatorConfig):
+class OpenposeConfig(AnnotatorsRepoConfig):
     """OpenPose settings. `resolution` is controlnet_aux's detect_resolution: the short side at which
     heatmaps are upsampled and peaks are found; the body CNN itself runs at `net_height`."""
 
-    model_id: str | None = ANNOTATORS_REPO
-    revision: str | None = ANNOTATORS_REVISION
     resolution: int = 512
     multiple_of: int = 1
     max_batch: int = 16
@@ -66,7 +64,7 @@ class OpenposeAnnotator(Annotator):
     def __init__(self, config: OpenposeConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
 
-        require("openpose", "controlnet_aux.open_pose", CONTROLNET_AUX_HINT)
+        controlnet_aux("openpose", "controlnet_aux.open_pose")
         from controlnet_aux.open_pose import util
         from controlnet_aux.open_pose.face import FaceNet
         from controlnet_aux.open_pose.model import bodypose_model, handpose_model
@@ -225,26 +223,30 @@ class OpenposeAnnotator(Annotator):
 
     # ----- drawing ----------------------------------------------------------------------------
     def _render(self, poses: list, size: tuple[int, int]) -> np.ndarray:
-        """controlnet_aux's draw-then-resize path: `draw_poses` on OpenposeDetector's canvas for
-        `draw_resolution` (64-multiple sides), then its bilinear resize, here to the input's HxW."""
-        import cv2
-        from controlnet_aux.open_pose import draw_poses
+        return render_poses(poses, size, self.config.draw_resolution, self.hand is not None, self.face is not None)
 
-        h, w = size
-        res = self.config.draw_resolution
-        ch, cw = round_to_64(size, res) if res > 0 else size
-        canvas = draw_poses(
-            poses, ch, cw, draw_body=True, draw_hand=self.hand is not None, draw_face=self.face is not None
-        )
-        if res > 0:
-            # The detector applies `resize_image` again to its resized input for image_resolution, which
-            # can round a side to the next multiple of 64; its output has that size.
-            oh, ow = round_to_64((ch, cw), res)
-            if (oh, ow) != (ch, cw):
-                canvas = cv2.resize(canvas, (ow, oh), interpolation=cv2.INTER_LINEAR)
-        if canvas.shape[:2] != (h, w):
-            canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.ascontiguousarray(canvas, dtype=np.uint8)
+
+def render_poses(poses: list, size: tuple[int, int], draw_resolution: int, hands: bool = False,
+                 face: bool = False) -> np.ndarray:
+    """controlnet_aux's draw-then-resize path: `draw_poses` on OpenposeDetector's canvas for
+    `draw_resolution` (64-multiple sides), then its bilinear resize, here to the input's HxW (uint8 HxWx3).
+    The one OpenPose renderer: OpenPose and ViTPose labels are drawn by it."""
+    import cv2
+    from controlnet_aux.open_pose import draw_poses
+
+    h, w = size
+    res = draw_resolution
+    ch, cw = round_to_64(size, res) if res > 0 else size
+    canvas = draw_poses(poses, ch, cw, draw_body=True, draw_hand=hands, draw_face=face)
+    if res > 0:
+        # The detector applies `resize_image` again to its resized input for image_resolution, which
+        # can round a side to the next multiple of 64; its output has that size.
+        oh, ow = round_to_64((ch, cw), res)
+        if (oh, ow) != (ch, cw):
+            canvas = cv2.resize(canvas, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    if canvas.shape[:2] != (h, w):
+        canvas = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(canvas, dtype=np.uint8)
 
 
 def _body_result(keypoints: list):

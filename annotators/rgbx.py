@@ -37,7 +37,7 @@ RGBX_PROMPTS = {
     "metallic": "Metallicness",
     "irradiance": "Irradiance (diffuse lighting)",
 }
-SRGB_GAMMA = 2.2  # the authors' sRGB <-> linear approximation (load_image.py, VaeImageProcrssorAOV)
+SRGB_GAMMA = sd_common.SRGB_GAMMA  # as the authors linearise (load_image.py, VaeImageProcrssorAOV)
 
 
 @dataclass(frozen=True)

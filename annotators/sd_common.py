@@ -1,4 +1,4 @@
-"""Shared pieces of the Stable-Diffusion-based annotators (Lotus, RGB-X): loading and prompt encoding.
+"""Shared pieces of the Stable-Diffusion-based annotators (Lotus, RGB-X, Marigold): loading, prompts, noise.
 
 Lotus-D and RGB-X ship as diffusers pipeline folders (`unet/`, `vae/`, `text_encoder/`,
 `tokenizer/`, `scheduler/`, `model_index.json`) whose pipeline classes live outside
@@ -10,6 +10,9 @@ construction and the text encoder is dropped: no CLIP call in the hot path.
 from __future__ import annotations
 
 from annotators.loading import load_pretrained
+
+# The sRGB <-> linear approximation x ** 2.2 that RGB-X (rgb2x/load_image.py) and Marigold's lighting model use.
+SRGB_GAMMA = 2.2
 
 
 def require_diffusers(annotator: str):

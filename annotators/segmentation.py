@@ -21,6 +21,7 @@ from annotators.base import Annotator, AnnotatorConfig
 from annotators.loading import load_pretrained
 from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD, Normalizer
 from schemas.encoding import ade150_to_12
+
 ADE_CLASSES = 150
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from annotators.base import AnnotationError, Annotator, AnnotatorConfig, check_image
-from annotators.loading import CONTROLNET_AUX_HINT, load_pretrained
-from annotators.pose import OpenposeAnnotator, OpenposeConfig, _body_result
+from annotators.loading import controlnet_aux, load_pretrained
+from annotators.pose import OpenposeConfig, _body_result, render_poses
 from annotators.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # OpenPose-18 body order -> COCO-17 index (-1: the neck, which COCO lacks). OpenPose: nose, neck,
@@ -69,10 +69,7 @@ class VitPoseAnnotator(Annotator):
             VitPoseImageProcessor,
         )
 
-        try:  # the OpenPose renderer is controlnet_aux's `draw_poses`
-            import controlnet_aux.open_pose  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(f"vitpose_base draws with controlnet_aux; run `{CONTROLNET_AUX_HINT}`") from exc
+        controlnet_aux("vitpose_base", "controlnet_aux.open_pose")  # the OpenPose renderer draws with it
         name = type(self).__name__
         det_id, det_rev = config.detector_id, config.detector_revision
         self.detector = load_pretrained(RTDetrForObjectDetection.from_pretrained, name, det_id, det_rev)
@@ -90,10 +87,6 @@ class VitPoseAnnotator(Annotator):
         self.crop_hw = (int(size["height"]), int(size["width"]))  # 256 x 192
         self._mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-        # The project's OpenPose renderer, used for drawing only: no CMU network is loaded.
-        self._drawer = object.__new__(OpenposeAnnotator)
-        self._drawer.config = OpenposeConfig(draw_resolution=config.draw_resolution)
-        self._drawer.hand = self._drawer.face = None
 
     # ----- labelling --------------------------------------------------------------------------
     def annotate(self, images: Sequence[np.ndarray]) -> list[np.ndarray | AnnotationError | None]:
@@ -197,7 +190,7 @@ class VitPoseAnnotator(Annotator):
                 continue
             norm = [None if p is None else _keypoint(p[0] / w, p[1] / h) for p in body]
             poses.append(PoseResult(_body_result(norm), None, None, None))
-        return self._drawer._render(poses, size) if poses else None
+        return render_poses(poses, size, self.config.draw_resolution) if poses else None  # the OpenPose renderer
 
 
 def openpose18(coco: np.ndarray, threshold: float) -> list[tuple[float, float] | None]:

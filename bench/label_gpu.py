@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,32 +33,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from sampler import Sampler  # noqa: E402 - bench/ is on the path from here
 
-class GPUSampler:
+
+class GPUSampler(Sampler):
     """GPU utilisation (%) and memory used (MiB) of device 0, sampled by NVML in a thread."""
 
     def __init__(self, interval: float = 0.2) -> None:
-        self.interval, self.util, self.memory = interval, [], []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval)
+        self.util, self.memory = [], []
 
-    def _run(self) -> None:
+    def open(self) -> None:
         import pynvml  # nvidia-ml-py (the `gpu` extra)
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        while not self._stop.wait(self.interval):
-            self.util.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20)
+        self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+
+    def sample(self) -> None:
+        import pynvml
+
+        self.util.append(pynvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+        self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**20)
+
+    def close(self) -> None:
+        import pynvml
+
         pynvml.nvmlShutdown()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def timed(fn, *args) -> float:

@@ -19,12 +19,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sampler import Sampler  # noqa: E402 - bench/ is the script's folder, first on the path
 
 DEFAULT = (
     "decode,encode,write,canny,lineart_standard,hed,pidinet,informative_drawings,openpose,normalbae,"
@@ -32,28 +32,16 @@ DEFAULT = (
 )
 
 
-class PeakUSS:
+class PeakUSS(Sampler):
     """Samples this process's USS in a background thread; `.peak` in bytes."""
 
     def __init__(self, interval: float = 0.02) -> None:
         import psutil
 
-        self.proc, self.interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval)
+        self.proc, self.peak = psutil.Process(), 0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_full_info().uss)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    def sample(self) -> None:
         self.peak = max(self.peak, self.proc.memory_full_info().uss)
 
 

@@ -41,8 +41,7 @@ USAGE_ERRORS = (
     ("pipeline.job", "JobConfigError"),
     ("pipeline.lease", "LeaseHeldError"),
     ("schemas.storage", "StorageError"),
-    ("annotators.loading", "ModelUnavailableError"),
-    ("jodi.codecs", "WeightsUnavailableError"),
+    ("common.hub", "ModelUnavailableError"),  # = annotators.loading, jodi.codecs (WeightsUnavailableError)
     ("jodi.eval.image", "MetricWeightsUnavailableError"),
     ("schemas.checkpoint", "UnsafeCheckpointError"),
     ("builtins", "FileNotFoundError"),

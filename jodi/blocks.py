@@ -14,6 +14,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from jodi.roles import CONDITION
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -285,3 +288,59 @@ class FinalLayer(nn.Module):
         """x: (B, N, C); cond: (B, C) -> (B, N, p*p*out)."""
         shift, scale = (self.scale_shift_table[None] + cond[:, None]).unbind(1)
         return self.linear(modulate(self.norm_final(x), shift[:, None], scale[:, None]))
+
+
+# ----- what both models (Jodi: jodi/model.py, MMGen: jodi/mmgen.py) assemble around the blocks -------------
+def domain_patches(x_embedders: nn.ModuleList, x: Tensor, role: Tensor, clean_x: Tensor | None) -> Tensor:
+    """(B, D, C, h, w) latents -> (B, D, N, hidden) patch tokens, one embedder per domain. [C] domains see
+    their clean latent `clean_x` when given (Jodi's condition inputs; the timestep embedding is unchanged)."""
+    if clean_x is not None:
+        x = torch.where((role == CONDITION)[:, :, None, None, None], clean_x.to(x.dtype), x)
+    return torch.stack([emb(x[:, i]) for i, emb in enumerate(x_embedders)], dim=1)
+
+
+def caption_dropped(role: Tensor, drop_text: Tensor | None) -> Tensor:
+    """(B,) bool: use the null caption. Perception (the image is [C]) always does, as Jodi does; `drop_text`
+    adds CFG dropout."""
+    drop = role[:, 0] == CONDITION
+    return drop if drop_text is None else drop | drop_text.to(drop.device).bool()
+
+
+def null_caption_mask(y_mask: Tensor | None, drop: Tensor, device) -> Tensor | None:
+    """A dropped caption attends to every token of the stored null caption (Jodi `forward`:
+    mask = where(force_drop_ids, 1, mask)); an all-padding row would make the softmax NaN."""
+    if y_mask is None:
+        return None
+    y_mask = y_mask.bool().to(device) | drop[:, None]
+    y_mask[:, 0] = True
+    return y_mask
+
+
+def run_block(block: nn.Module, checkpointing: bool, *args) -> Tensor:
+    """One transformer block, through activation checkpointing when asked for and gradients are on."""
+    if checkpointing and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
+def unpatchify(out: Tensor, patch_size: int, channels: int, hp: int, wp: int) -> Tensor:
+    """(B, D, N, p*p*C) per-domain head outputs -> (B, D, C, hp*p, wp*p) latents."""
+    b, d, p = out.shape[0], out.shape[1], patch_size
+    out = out.reshape(b, d, hp, wp, p, p, channels)
+    return torch.einsum("bdhwpqc->bdchpwq", out).reshape(b, d, channels, hp * p, wp * p)
+
+
+def init_sana_weights(model: nn.Module, x_embedders: nn.ModuleList, small: list[nn.Module]) -> None:
+    """Sana's initialisation (Sana `initialize_weights`): xavier for every linear and patch conv, zero
+    biases, N(0, 0.02) for the embedding MLPs in `small`
+    (docs/jodi-reference.md#initialisation-from-sana-and-new-domains)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for emb in x_embedders:
+        nn.init.xavier_uniform_(emb.proj.weight.view(emb.proj.weight.shape[0], -1))
+        nn.init.zeros_(emb.proj.bias)
+    for lin in small:
+        nn.init.normal_(lin.weight, std=0.02)

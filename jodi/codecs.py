@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.hub import ModelUnavailableError, load_pretrained
+
 # DC-AE f32c32 used by Sana and Jodi (docs/jodi-reference.md#vae-and-text-encoder); the `-diffusers` repo is the
 # AutoencoderDC layout of `mit-han-lab/dc-ae-f32c32-sana-1.0`. Revisions are "main": no commit pinned yet.
 VAE_ID = "mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers"
@@ -45,22 +47,13 @@ CHI_PROMPT = "\n".join(
 )
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Weights could not be found locally or downloaded (one line says which and how to get them)."""
+# One error for "weights missing" across the repository (common/hub.py); the old name stays importable.
+WeightsUnavailableError = ModelUnavailableError
 
 
-def _load(loader, name: str, model_id: str, revision: str | None, **kwargs):
-    """`loader(model_id, revision=...)`, or `loader(folder)` for a local folder; a missing model -> one line."""
-    if Path(model_id).expanduser().exists():
-        return loader(str(Path(model_id).expanduser()), **kwargs)
-    try:
-        return loader(model_id, revision=revision, **kwargs)
-    except OSError as exc:
-        raise WeightsUnavailableError(
-            f"{name}: '{model_id}@{revision}' is not in the local Hugging Face cache and could not be downloaded; "
-            f"run `huggingface-cli download {model_id} --revision {revision}` where the Hub is reachable, "
-            "or pass a local folder"
-        ) from exc
+def folder_hint(flag: str) -> str:
+    """How a user of `jodi` passes local weights instead: the command-line flag that takes a folder."""
+    return f"pass a local folder with `{flag} /path/to/folder`"
 
 
 class LatentCodec:
@@ -75,7 +68,9 @@ class LatentCodec:
                         dtype: torch.dtype = torch.float32, scale: float = VAE_SCALE) -> LatentCodec:
         from diffusers import AutoencoderDC
 
-        return cls(_load(AutoencoderDC.from_pretrained, "vae", path_or_id, revision, torch_dtype=dtype), scale)
+        vae = load_pretrained(AutoencoderDC.from_pretrained, "vae", path_or_id, revision, provide=folder_hint("--vae"),
+                              torch_dtype=dtype)
+        return cls(vae, scale)
 
     @classmethod
     def tiny(cls, folder: str | Path | None = None, seed: int = 0) -> LatentCodec:
@@ -137,8 +132,10 @@ class TextEncoder:
                         dtype: torch.dtype = torch.bfloat16, max_length: int = MAX_TOKENS) -> TextEncoder:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = _load(AutoTokenizer.from_pretrained, "text encoder", path_or_id, revision)
-        lm = _load(AutoModelForCausalLM.from_pretrained, "text encoder", path_or_id, revision, dtype=dtype)
+        provide = folder_hint("--text-encoder")
+        tokenizer = load_pretrained(AutoTokenizer.from_pretrained, "text encoder", path_or_id, revision, provide)
+        lm = load_pretrained(AutoModelForCausalLM.from_pretrained, "text encoder", path_or_id, revision, provide,
+                             dtype=dtype)
         return cls(tokenizer, lm.get_decoder(), max_length)  # Sana keeps only the decoder stack
 
     @classmethod

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jodi.codecs import _load
+from common.hub import load_pretrained
+from jodi.codecs import folder_hint
 
 # DINOv2 ViT-B/14 (REPA's default target encoder, REPA §4). Revision "main": no commit pinned yet, like the
 # other encoders in jodi/codecs.py.
@@ -34,7 +35,7 @@ class DinoFeatures:
     def from_pretrained(cls, path_or_id: str = DINO_ID, revision: str | None = DINO_REVISION) -> DinoFeatures:
         from transformers import Dinov2Model
 
-        return cls(_load(Dinov2Model.from_pretrained, "dinov2", path_or_id, revision))
+        return cls(load_pretrained(Dinov2Model.from_pretrained, "dinov2", path_or_id, revision, folder_hint("--dino")))
 
     def to(self, device) -> DinoFeatures:
         self.model.to(device)

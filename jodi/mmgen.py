@@ -23,9 +23,22 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from jodi.blocks import CaptionEmbedder, FinalLayer, JodiBlock, PatchEmbed, RMSNorm, TimestepEmbedder, sincos_2d
+from jodi.blocks import (
+    CaptionEmbedder,
+    FinalLayer,
+    JodiBlock,
+    PatchEmbed,
+    RMSNorm,
+    TimestepEmbedder,
+    caption_dropped,
+    domain_patches,
+    init_sana_weights,
+    null_caption_mask,
+    run_block,
+    sincos_2d,
+    unpatchify,
+)
 from jodi.roles import CONDITION, GENERATE, IGNORE
 from schemas import ALL_DOMAINS
 
@@ -128,16 +141,7 @@ class MMGen(nn.Module):
 
     def initialize_weights(self) -> None:
         """Jodi's (Sana's) scheme, so the two recipes start alike."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for emb in self.x_embedders:
-            nn.init.xavier_uniform_(emb.proj.weight.view(emb.proj.weight.shape[0], -1))
-            nn.init.zeros_(emb.proj.bias)
-        for lin in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1]):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_sana_weights(self, self.x_embedders, [self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1]])
         nn.init.normal_(self.role_embedder.weight, std=0.02)
         nn.init.normal_(self.domain_embedding, std=0.02)
         if self.cfg.num_classes:
@@ -155,10 +159,7 @@ class MMGen(nn.Module):
             ids = torch.where(drop, torch.full_like(y.long(), self.cfg.num_classes), y.long())
             return None, None, self.class_embedder(ids)
         text = self.attention_y_norm(self.y_embedder(y.to(dtype), drop))
-        if y_mask is not None:  # as Jodi: a dropped caption attends to every token of the null caption
-            y_mask = y_mask.bool().to(text.device) | drop[:, None]
-            y_mask[:, 0] = True
-        return text, y_mask, 0
+        return text, null_caption_mask(y_mask, drop, text.device), 0
 
     def forward(
         self,
@@ -184,9 +185,7 @@ class MMGen(nn.Module):
             raise ValueError(f"model has {self.cfg.num_domains} domains, input has {d}")
         role = role.long()
         keep = (role != IGNORE)[:, :, None, None]
-        if clean_x is not None:
-            x = torch.where((role == CONDITION)[:, :, None, None, None], clean_x.to(x.dtype), x)
-        emb = torch.stack([e(x[:, i]) for i, e in enumerate(self.x_embedders)], dim=1)  # (B, D, N, C)
+        emb = domain_patches(self.x_embedders, x, role, clean_x)  # (B, D, N, C)
         emb = emb * keep.to(emb.dtype)  # an absent domain contributes exactly nothing to the grouped token
         n, c = emb.shape[2], emb.shape[3]
         tokens = emb.sum(1) if self.fuse is None else self.fuse(emb.permute(0, 2, 1, 3).reshape(b, n, d * c))
@@ -196,9 +195,7 @@ class MMGen(nn.Module):
         t = per_domain_timesteps(timestep.to(x.device), role)
         te = self.t_embedder(t.reshape(-1)).reshape(b, d, c) + self.role_embedder(role) + self.domain_embedding[None]
         te = te * keep[:, :, 0].to(te.dtype)  # (B, D, C); absent domains' timesteps do not count either
-        drop = role[:, 0] == CONDITION  # perception ignores the caption, as in Jodi
-        if drop_text is not None:
-            drop = drop | drop_text.to(drop.device).bool()
+        drop = caption_dropped(role, drop_text)  # perception ignores the caption, as in Jodi
         text, y_mask, cls = self._condition(y, drop, y_mask, tokens.dtype)
         cond = te.sum(1) + cls  # (B, C)
         adaln = self.t_block(cond)[:, None]  # (B, 1, 6C): one token stream
@@ -206,10 +203,7 @@ class MMGen(nn.Module):
 
         x_tok, repa = tokens[:, None], None
         for k, block in enumerate(self.blocks, start=1):
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                x_tok = checkpoint(block, x_tok, text, adaln, y_mask, one, (hp, wp), use_reentrant=False)
-            else:
-                x_tok = block(x_tok, text, adaln, y_mask, one, (hp, wp))
+            x_tok = run_block(block, self.gradient_checkpointing, x_tok, text, adaln, y_mask, one, (hp, wp))
             if return_repa and k == self.cfg.repa_block:
                 repa = self.projector(x_tok[:, 0])
         heads = te + (cls[:, None] if torch.is_tensor(cls) else 0)  # each head sees its own timestep
@@ -224,10 +218,7 @@ class MMGen(nn.Module):
 
     def unpatchify(self, out: Tensor, hp: int, wp: int) -> Tensor:
         """(B, D, N, p*p*C) -> (B, D, C, hp*p, wp*p)."""
-        b, d = out.shape[:2]
-        p, c = self.cfg.patch_size, self.cfg.in_channels
-        out = out.reshape(b, d, hp, wp, p, p, c)
-        return torch.einsum("bdhwpqc->bdchpwq", out).reshape(b, d, c, hp * p, wp * p)
+        return unpatchify(out, self.cfg.patch_size, self.cfg.in_channels, hp, wp)
 
 
 def repa_loss(projected: Tensor, features: Tensor) -> Tensor:

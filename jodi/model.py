@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
+from common.hub import ModelUnavailableError, hub_file
 from jodi.blocks import (
     CaptionEmbedder,
     FinalLayer,
@@ -22,10 +22,15 @@ from jodi.blocks import (
     PatchEmbed,
     RMSNorm,
     TimestepEmbedder,
+    caption_dropped,
+    domain_patches,
+    init_sana_weights,
+    null_caption_mask,
+    run_block,
     sincos_2d,
+    unpatchify,
 )
-from jodi.codecs import WeightsUnavailableError
-from jodi.roles import CONDITION, GENERATE, IGNORE
+from jodi.roles import GENERATE, IGNORE
 from schemas import ALL_DOMAINS
 from schemas.checkpoint import load_torch_file
 
@@ -100,17 +105,9 @@ class Jodi(nn.Module):
         Label final layers stay xavier-random, not zero (Jodi found this converged
         best, docs/jodi-reference.md#initialisation-from-sana-and-new-domains).
         """
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for emb in self.x_embedders:
-            nn.init.xavier_uniform_(emb.proj.weight.view(emb.proj.weight.shape[0], -1))
-            nn.init.zeros_(emb.proj.bias)
-        for lin in (self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1], self.role_block[1],
-                    self.y_embedder.y_proj.fc1, self.y_embedder.y_proj.fc2):
-            nn.init.normal_(lin.weight, std=0.02)
+        init_sana_weights(self, self.x_embedders, [self.t_embedder.mlp[0], self.t_embedder.mlp[2], self.t_block[1],
+                                                   self.role_block[1], self.y_embedder.y_proj.fc1,
+                                                   self.y_embedder.y_proj.fc2])
         nn.init.normal_(self.role_embedder.weight, std=0.02)
         nn.init.normal_(self.domain_embedding, std=0.02)
 
@@ -138,9 +135,7 @@ class Jodi(nn.Module):
         if d != self.cfg.num_domains:
             raise ValueError(f"model has {self.cfg.num_domains} domains, input has {d}")
         role = role.long()
-        if clean_x is not None:  # [C] domains see their clean latent (the timestep embedding is unchanged)
-            x = torch.where((role == CONDITION)[:, :, None, None, None], clean_x.to(x.dtype), x)
-        tokens = torch.stack([emb(x[:, i]) for i, emb in enumerate(self.x_embedders)], dim=1)  # (B, D, N, C)
+        tokens = domain_patches(self.x_embedders, x, role, clean_x)  # (B, D, N, C)
         hp, wp = h // p, w // p
         pos = sincos_2d(self.cfg.hidden_size, hp, wp, self.cfg.sample_size // p).to(tokens)
         keep = role != IGNORE
@@ -154,21 +149,12 @@ class Jodi(nn.Module):
             t = self.t_embedder(timestep)  # (B, C)
             adaln = self.t_block(t)[:, None] + self.role_block(r)  # (B, D, 6C)
 
-        drop = role[:, 0] == CONDITION
-        if drop_text is not None:
-            drop = drop | drop_text.to(drop.device).bool()
+        drop = caption_dropped(role, drop_text)
         text = self.attention_y_norm(self.y_embedder(y.to(tokens.dtype), drop))
-        if y_mask is not None:
-            # A dropped caption attends to every token of the stored null caption (Jodi `forward`:
-            # mask = where(force_drop_ids, 1, mask)); an all-padding row would make the softmax NaN.
-            y_mask = y_mask.bool().to(text.device) | drop[:, None]
-            y_mask[:, 0] = True
+        y_mask = null_caption_mask(y_mask, drop, text.device)
 
         for block in self.blocks:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, text, adaln, y_mask, keep, (hp, wp), use_reentrant=False)
-            else:
-                tokens = block(tokens, text, adaln, y_mask, keep, (hp, wp))
+            tokens = run_block(block, self.gradient_checkpointing, tokens, text, adaln, y_mask, keep, (hp, wp))
 
         cond = (t if t.ndim == 3 else t[:, None]) + r  # final layers use the D-dim t + r_i, not the 6D vector
         out = torch.stack([layer(tokens[:, i], cond[:, i]) for i, layer in enumerate(self.final_layers)], dim=1)
@@ -178,10 +164,7 @@ class Jodi(nn.Module):
 
     def unpatchify(self, out: Tensor, hp: int, wp: int) -> Tensor:
         """(B, D, N, p*p*C) -> (B, D, C, hp*p, wp*p)."""
-        b, d = out.shape[:2]
-        p, c = self.cfg.patch_size, self.cfg.in_channels
-        out = out.reshape(b, d, hp, wp, p, p, c)
-        return torch.einsum("bdhwpqc->bdchpwq", out).reshape(b, d, c, hp * p, wp * p)
+        return unpatchify(out, self.cfg.patch_size, self.cfg.in_channels, hp, wp)
 
 
 def preset_config(name: str):
@@ -207,22 +190,14 @@ def _resolve(path: str) -> str:
     """Local path, or `hf://<org>/<repo>/<file>[@revision]` downloaded through huggingface_hub."""
     if not path.startswith("hf://"):
         if not Path(path).expanduser().is_file():
-            raise WeightsUnavailableError(f"Jodi weights: no such file '{path}'")
+            raise ModelUnavailableError(f"Jodi weights: no such file '{path}'")
         return str(Path(path).expanduser())
-    from huggingface_hub import hf_hub_download
-
     spec, _, revision = path[len("hf://"):].partition("@")
     parts = spec.split("/")
     if len(parts) < 3:
         raise ValueError(f"expected hf://<org>/<repo>/<file>[@revision], got {path!r}")
     repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    try:
-        return hf_hub_download(repo, filename, revision=revision or None)
-    except Exception as exc:  # noqa: BLE001 - the hub raises many classes; all mean "not available here"
-        raise WeightsUnavailableError(
-            f"Jodi weights: '{path}' is not in the local Hugging Face cache and could not be downloaded; run "
-            f"`huggingface-cli download {repo} {filename}` where the Hub is reachable, or pass a local file"
-        ) from exc
+    return hub_file("Jodi weights", repo, filename, revision or None, provide="pass a local file")
 
 
 def read_state_dict(path: str) -> dict[str, Tensor]:

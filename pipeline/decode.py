@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The stored picture's resize, and its kernel (Lanczos), are shared with the rest of the repository.
+from common.imaging import DATASET_KERNEL, REDUCING_GAP, pil_kernel, resize_short_side, short_side_size
+
 
 class DecodeError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -107,8 +110,8 @@ def decode_image(data: bytes, rules: DecodeRules) -> np.ndarray:
     if img.mode in ("RGB", "L") and rules.target_short_side > 0:
         # Resampling commutes with L -> RGB channel copies, so shrink first: a 100-megapixel greyscale scan is
         # then never expanded to 300 MB of RGB. Other modes convert first (16-bit scaling, alpha compositing).
-        img = img.resize(_short_side_size(*img.size[::-1], rules.target_short_side), Image.Resampling.LANCZOS,
-                         reducing_gap=3.0)  # fmt: skip
+        size = short_side_size(*img.size[::-1], rules.target_short_side)
+        img = img.resize(size, pil_kernel(DATASET_KERNEL), reducing_gap=REDUCING_GAP)
     return resize_short_side(to_rgb(img), rules.target_short_side)
 
 
@@ -146,22 +149,3 @@ def to_rgb(img) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
     return np.asarray(img.convert("RGB"))
-
-
-def resize_short_side(rgb: np.ndarray, target: int) -> np.ndarray:
-    """Resize so min(H, W) == target, keeping aspect; Lanczos (a high-quality filter) both ways."""
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    if target <= 0 or min(h, w) == target:
-        return np.ascontiguousarray(rgb)
-    size = _short_side_size(h, w, target)
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
-
-
-def _short_side_size(h: int, w: int, target: int) -> tuple[int, int]:
-    """(width, height) with min == target, aspect kept."""
-    scale = target / min(h, w)
-    if h <= w:
-        return max(1, round(w * scale)), target
-    return target, max(1, round(h * scale))

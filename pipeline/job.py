@@ -26,7 +26,7 @@ from pipeline.config import LabelJobConfig
 from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.inputs import decoded_dataset
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
-from pipeline.preflight import stage_groups
+from pipeline.preflight import check_annotators, stage_groups
 from pipeline.report import write_preview, write_stats
 from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import InputItem, list_sources, shard_items
@@ -47,7 +47,7 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True, *, takeover: bool 
 
     `takeover=True` takes the output's lease from a job that holds it (see pipeline/lease.py)."""
     started = time.perf_counter()
-    names = _check_annotators(cfg.annotators)
+    names = check_annotators(cfg)  # the checks preflight ran, again for callers that skip preflight
     cfg = _canonical_keys(cfg)
     layout = OutputLayout(cfg.output)
     sources = list_sources(cfg.input, cfg.hf_split)  # a missing input fails here, before any work
@@ -110,22 +110,6 @@ def _run(cfg, names, layout: OutputLayout, items, previous, owner: str, progress
     stats = write_stats(cfg, layout, sorted(by_shard), run_stats, time.perf_counter() - started, skipped)
     write_preview(cfg, layout)
     return stats
-
-
-def _check_annotators(requested: tuple[str, ...]) -> list[str]:
-    """Registry names for the requested annotators or domains; one annotator per domain (or caption key)."""
-    if not requested:
-        raise JobConfigError("no annotators requested")
-    names = [canonical_name(a) for a in requested]  # unknown names raise with the known ones listed
-    outputs: dict[str, str] = {}
-    for n in names:
-        cls, config = resolve(n)
-        for domain in label_domains(cls):  # several for a multi-domain annotator (MoGe-2: depth + normal)
-            out = f"caption:{getattr(config, 'caption_key', n)}" if domain == "caption" else domain
-            if out in outputs:
-                raise JobConfigError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
-            outputs[out] = n
-    return list(dict.fromkeys(names))
 
 
 def _canonical_keys(cfg: LabelJobConfig) -> LabelJobConfig:

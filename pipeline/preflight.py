@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from annotators.multi import label_domains
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig, StageResources
 
@@ -68,11 +69,18 @@ def preflight(cfg: LabelJobConfig, wait_s: float = 0.0) -> list[str]:
     return names
 
 
+class UnknownAnnotatorError(PreflightError, KeyError):
+    """A name the registry does not know. Also a KeyError, the registry's own error for it, so callers of
+    `run_label_job` that catch what `annotators.registry.entry` raises keep working."""
+
+    __str__ = BaseException.__str__  # the message as is, not KeyError's quoted repr
+
+
 def _known(name: str, what: str) -> str:
     try:
         return canonical_name(name)
     except KeyError as exc:
-        raise PreflightError(f"{what}: {exc.args[0]}") from None
+        raise UnknownAnnotatorError(f"{what}: {exc.args[0]}") from None
 
 
 def check_annotators(cfg: LabelJobConfig) -> list[str]:
@@ -83,10 +91,11 @@ def check_annotators(cfg: LabelJobConfig) -> list[str]:
     outputs: dict[str, str] = {}
     for n in names:
         cls, config = resolve(n)
-        out = f"caption:{getattr(config, 'caption_key', n)}" if cls.domain == "caption" else cls.domain
-        if out in outputs:
-            raise PreflightError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
-        outputs[out] = n
+        for domain in label_domains(cls):  # several for a multi-domain annotator (MoGe-2: depth + normal)
+            out = f"caption:{getattr(config, 'caption_key', n)}" if domain == "caption" else domain
+            if out in outputs:
+                raise PreflightError(f"annotators {outputs[out]!r} and {n!r} both produce {out!r}; choose one")
+            outputs[out] = n
     for name in cfg.resources:
         _known(name, "resources")
     for name, fields in cfg.overrides.items():

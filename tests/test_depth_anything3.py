@@ -20,23 +20,16 @@ from annotators.loading import ModelUnavailableError
 from annotators.registry import REGISTRY, build
 from schemas.encoding import encode_label
 from tests.builders.new_models import BASELINES, DA3_PRESETS, RANDOM
+from tests.builders.tiny import label_photos, tiny_checkpoint
 
 needs_da3 = pytest.mark.skipif(importlib.util.find_spec("depth_anything_3") is None,
                                reason="depth-anything-3 is not installed (`make install` adds it)")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """name -> (folder, overrides) of its tiny random checkpoint, written once per module."""
-    cache: dict[str, tuple] = {}
-
-    def get(name: str):
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            cache[name] = (folder, RANDOM[name](folder))
-        return cache[name]
-
-    return get
+def built():
+    """name -> (folder, overrides) of its tiny random checkpoint, written once per session."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -166,19 +159,8 @@ def test_label_job_writes_joint_depth_from_da3(built, tmp_path, ray_local):
     """da3mono_large in a real label job (Ray workers import the package and load the folder)."""
     from PIL import Image
 
-    from pipeline.config import LabelJobConfig
-    from pipeline.job import run_label_job
-    from tests.bad_inputs import photo
-
     _, overrides = built("da3mono_large")
-    src = tmp_path / "in"
-    src.mkdir()
-    for i, size in enumerate([(64, 96), (96, 64)]):
-        Image.fromarray(photo(size)).save(src / f"d{i}.png")
-    out = tmp_path / "out"
-    cfg = LabelJobConfig(input=str(src), output=str(out), annotators=("da3mono_large",), min_short_side=32,
-                         target_short_side=64, shard_size=4, overrides={"da3mono_large": overrides})
-    stats = run_label_job(cfg, progress=False)
+    stats, out = label_photos(tmp_path, "da3mono_large", overrides, [(64, 96), (96, 64)])
     assert stats["records_out"] == 2 and stats["per_domain"] == {"depth": 2}, stats
     for line in (json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()):
         depth = np.asarray(Image.open(out / line["annotation_depth"]))

@@ -14,27 +14,20 @@ import pytest
 from annotators.loading import ModelUnavailableError
 from annotators.multi import label_domains
 from annotators.registry import REGISTRY, build
-from pipeline.job import JobConfigError, _check_annotators
+from pipeline.preflight import PreflightError, check_annotators
 from pipeline.stages import AnnotateStage, _column
 from schemas.encoding import ade150_to_12, encode_label
 from tests.builders.new_models import BASELINES, RANDOM
+from tests.builders.tiny import label_photos, tiny_checkpoint
 
 NEW = ["depth_pro", "depth_pro_geometry", "moge2_vitl_normal", "vitpose_base", "eomt_ade20k", "qwen3_vl_2b",
        "qwen3_vl_8b"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """name -> (folder, overrides) of its tiny random checkpoint, written once per module."""
-    cache: dict[str, tuple] = {}
-
-    def get(name: str):
-        if name not in cache:
-            folder = tmp_path_factory.mktemp(name)
-            cache[name] = (folder, RANDOM[name](folder))
-        return cache[name]
-
-    return get
+def built():
+    """name -> (folder, overrides) of its tiny random checkpoint, written once per session."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +118,12 @@ def test_geometry_runs_the_model_once_per_image_for_both_domains(built, images):
         assert encode_label("normal", normal).shape == (*img.shape[:2], 3)
 
 
+def _job(*annotators: str):
+    from pipeline.config import LabelJobConfig
+
+    return LabelJobConfig(input="in", output="out", annotators=annotators)
+
+
 def test_multi_domain_annotator_in_the_label_job_stage(built, images):
     """The pipeline stage writes both domains from one call, and a failing image fails in both."""
     _, overrides = built("depth_pro_geometry")
@@ -140,9 +139,9 @@ def test_multi_domain_annotator_in_the_label_job_stage(built, images):
     assert out["label_depth"][0].shape == images[0].shape[:2]
     assert out["label_normal"][2].shape == (*images[1].shape[:2], 3)
     assert out["label_depth"][1].size == 0 and out["label_normal"][1].size == 0
-    assert _check_annotators(("depth_pro_geometry", "canny")) == ["depth_pro_geometry", "canny"]
-    with pytest.raises(JobConfigError, match="both produce 'normal'"):
-        _check_annotators(("depth_pro_geometry", "lotus_normal"))
+    assert check_annotators(_job("depth_pro_geometry", "canny")) == ["depth_pro_geometry", "canny"]
+    with pytest.raises(PreflightError, match="both produce 'normal'"):
+        check_annotators(_job("depth_pro_geometry", "lotus_normal"))
 
 
 def test_label_job_writes_both_domains_of_a_multi_domain_annotator(built, tmp_path, ray_local):
@@ -152,19 +151,8 @@ def test_label_job_writes_both_domains_of_a_multi_domain_annotator(built, tmp_pa
     import pyarrow.parquet as pq
     from PIL import Image
 
-    from pipeline.config import LabelJobConfig
-    from pipeline.job import run_label_job
-    from tests.bad_inputs import photo
-
     _, overrides = built("depth_pro_geometry")
-    src = tmp_path / "in"
-    src.mkdir()
-    for i, size in enumerate([(64, 80), (80, 64)]):
-        Image.fromarray(photo(size)).save(src / f"g{i}.png")
-    out = tmp_path / "out"
-    cfg = LabelJobConfig(input=str(src), output=str(out), annotators=("depth_pro_geometry",), min_short_side=32,
-                         target_short_side=64, shard_size=4, overrides={"depth_pro_geometry": overrides})
-    stats = run_label_job(cfg, progress=False)
+    stats, out = label_photos(tmp_path, "depth_pro_geometry", overrides, [(64, 80), (80, 64)])
     assert stats["records_out"] == 2 and stats["per_domain"] == {"depth": 2, "normal": 2}, stats
     for line in (json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()):
         depth, normal = Image.open(out / line["annotation_depth"]), Image.open(out / line["annotation_normal"])

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.imaging import MODEL_INPUT_KERNEL, resize_short_side
 from jodi.codecs import TEXT_ID, VAE_ID
 from jodi.eval.data import EvalItem
 from jodi.eval.depth import DepthEvalConfig
@@ -96,13 +97,8 @@ class PipelineSpec:
 
 
 def resize_short(image: np.ndarray, short: int) -> np.ndarray:
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if short <= 0 or min(h, w) == short:
-        return image
-    s = short / min(h, w)
-    return np.asarray(Image.fromarray(image).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
+    """An evaluated picture at `short` px short side, resampled as Jodi's training transform does (bicubic)."""
+    return resize_short_side(image, short, MODEL_INPUT_KERNEL)
 
 
 def metrics_for_reference(cfg: MetricsConfig, decoded: bool) -> MetricsConfig:

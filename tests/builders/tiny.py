@@ -32,6 +32,14 @@ def _folder(name: str) -> Path:
 
 
 @functools.cache
+def tiny_checkpoint(name: str) -> tuple[Path, dict]:
+    """(folder, build() overrides) of `name`'s tiny random checkpoint as its builder returns them, without
+    the test sizes; written on first use (treat the dict as read-only)."""
+    folder = _folder(name)
+    return folder, RANDOM_CHECKPOINTS[name](folder)
+
+
+@functools.cache
 def tiny_overrides(name: str) -> dict:
     """build() overrides of `name`'s tiny random checkpoint (written on first use) and test sizes."""
     from annotators.caption import CaptionerConfig, QwenVLConfig
@@ -40,9 +48,11 @@ def tiny_overrides(name: str) -> dict:
     entry = REGISTRY[name]
     if name not in RANDOM_CHECKPOINTS:  # weights-free
         return {}
-    folder = _folder(name)
-    kwargs = {"write": not (folder / "model_index.json").exists()} if name.startswith("lotus") else {}
-    overrides = dict(RANDOM_CHECKPOINTS[name](folder, **kwargs))
+    if name.startswith("lotus"):  # depth and normal share one folder: the second only points at it
+        folder = _folder(name)
+        overrides = dict(RANDOM_CHECKPOINTS[name](folder, write=not (folder / "model_index.json").exists()))
+    else:
+        overrides = dict(tiny_checkpoint(name)[1])
     if entry.domain in ("edge", "lineart"):
         overrides.setdefault("resolution", TEST_RESOLUTION)
     if isinstance(entry.preset, CaptionerConfig):
@@ -58,3 +68,21 @@ def tiny_annotator(name: str):
     from annotators.registry import build
 
     return build(name, **tiny_overrides(name))
+
+
+def label_photos(tmp_path: Path, name: str, overrides: dict, sizes: list[tuple[int, int]]) -> tuple[dict, Path]:
+    """A real label job with annotator `name` over synthetic photos of `sizes` (H, W), written under
+    `tmp_path/in`, output in `tmp_path/out` (short side 64) -> (stats, output folder)."""
+    from PIL import Image
+
+    from pipeline.config import LabelJobConfig
+    from pipeline.job import run_label_job
+    from tests.bad_inputs import photo
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i, size in enumerate(sizes):
+        Image.fromarray(photo(size)).save(src / f"p{i}.png")
+    cfg = LabelJobConfig(input=str(src), output=str(out), annotators=(name,), min_short_side=32,
+                         target_short_side=64, shard_size=4, overrides={name: overrides})
+    return run_label_job(cfg, progress=False), out
