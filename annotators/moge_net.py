@@ -110,7 +110,7 @@ class VisionTransformer(nn.Module):
         self.reg_variant = name.endswith("_reg")
 
     def position_table(self, rows: int, cols: int, dtype):
-        """The patch position table resized to rows x cols (bicubic, as DinoVisionTransformer.interpolate_pos_encoding)."""
+        """The patch position table at rows x cols (bicubic; DinoVisionTransformer.interpolate_pos_encoding)."""
         table = self.pos_embed.float()
         patches = table[:, 1:].reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
         if (rows, cols) != (self.grid, self.grid):
@@ -222,7 +222,8 @@ class ConvStack(nn.Module):
         self.input_blocks = nn.ModuleList(nn.Conv2d(i, d, 1) if i is not None else nn.Identity()
                                           for i, d in zip(_per_level(dim_in, n), dim_res_blocks))
         kinds = _per_level(resamplers, n - 1)
-        self.resamplers = nn.ModuleList(resampler(k, a, b) for k, a, b in zip(kinds, dim_res_blocks, dim_res_blocks[1:]))
+        pairs = zip(kinds, dim_res_blocks, dim_res_blocks[1:])
+        self.resamplers = nn.ModuleList(resampler(k, a, b) for k, a, b in pairs)
         self.res_blocks = nn.ModuleList(
             nn.Sequential(*(ResidualConvBlock(d, dim_times_res_block_hidden * d, activation, res_block_in_norm,
                                               res_block_hidden_norm) for _ in range(count)))

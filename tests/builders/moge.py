@@ -54,7 +54,38 @@ def random_net(full_size: bool = False, seed: int = 0):
     with torch.no_grad():  # tokens and positions start at zero; random ones make a non-trivial map
         for p in (backbone.cls_token, backbone.pos_embed):
             p.normal_(std=0.5)
+    if not full_size:
+        _slanted_plane(net)
     return net.eval()
+
+
+def _slanted_plane(net, focal: float = 2.0, slant: float = 0.3, noise: float = 0.05) -> None:
+    """Make the tiny points head see a slanted plane (plus `noise` x the image-dependent features).
+
+    A random point map is no pinhole projection: its focal/shift fit is ill-posed and depth = z + shift
+    lands near 0, where inverse depth amplifies float noise. The last pyramid level gets the view-plane
+    UV as input (MoGeNet.forward), so with the neck passing it through and the points head reading
+    xy = uv / focal, z = log(3) + slant * u (remap "exp": points = (xy * e^z, e^z)), the map is a
+    plane 3 e^{slant u} away seen at `focal`, and the recovery is well posed (shift 0).
+    """
+    import math
+
+    import torch
+
+    with torch.no_grad():
+        for stack in (net.neck, net.points_head):  # the image-dependent path, turned down
+            stack.resamplers[-1][1].weight.mul_(noise)
+            stack.resamplers[-1][1].bias.mul_(noise)
+        uv_in, head_in = net.neck.input_blocks[4], net.points_head.input_blocks[4]
+        head_out = net.points_head.output_blocks[4]
+        for conv in (uv_in, head_in, head_out):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        uv_in.weight[0, 0] = uv_in.weight[1, 1] = 1.0  # neck channels 0, 1 = u, v
+        head_in.weight[:, :, 0, 0] = torch.eye(head_in.weight.shape[0])
+        head_out.weight[0, 0] = head_out.weight[1, 1] = 1.0 / focal
+        head_out.weight[2, 0] = slant
+        head_out.bias[2] = math.log(3.0)
 
 
 def moge2(folder: Path, full_size: bool = False) -> dict[str, Any]:
