@@ -58,8 +58,8 @@ def check_label(domain: str, label, image: np.ndarray) -> None:
 
 
 # Annotators whose package is not on PyPI: their real network runs only where it is installed
-# (tests/test_new_annotators.py checks the install-command error everywhere).
-OPTIONAL_PACKAGES = {"moge2_vitl_normal": "moge"}
+# (none today: MoGe-2 runs on our own network, annotators/moge_net.py).
+OPTIONAL_PACKAGES: dict[str, str] = {}
 
 
 def needs_optional_package(name: str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from tests.builders.caption import QWEN_CHAT_TEMPLATE, _save, _tokenizer, pipeline_baseline
 from tests.builders.depth_seg import _spread
+from tests.builders.moge import moge2, moge2_baseline
 
 DETAILED = "Describe this image in detail."
 
@@ -81,61 +82,7 @@ def depth_pro_baseline(folder: Path, full_size: bool = False) -> Callable[[np.nd
     return lambda image: pipe(Image.fromarray(image))
 
 
-# ----- MoGe-2 -------------------------------------------------------------------------------------
-
-
-def moge2(folder: Path, full_size: bool = False) -> dict[str, Any]:
-    """A MoGe-2 `-normal` checkpoint: {"model_config", "model"} in model.pt, as MoGeModel.from_pretrained reads it.
-
-    Full size = the model section of microsoft/MoGe configs/train/v2.json (ViT-L/14 encoder, conv neck,
-    points/normal/mask heads, scale MLP); tiny = the same layout on ViT-S/14 with narrow convs. Needs the
-    moge package (not on PyPI): raises its install hint without it.
-    """
-    import torch
-
-    from annotators.moge import import_moge
-
-    moge_model = import_moge()
-    backbone, features, widths = (
-        ("dinov2_vitl14", 1024, [1024, 256, 128, 64, 32]) if full_size else ("dinov2_vits14", 384, [32, 16, 8, 8, 4]))
-    convs = dict(res_block_in_norm="none", res_block_hidden_norm="none",
-                 resamplers=["conv_transpose", "conv_transpose", "conv_transpose", "bilinear"])
-
-    def head(out: int) -> dict:
-        return dict(dim_in=widths, dim_out=[None] * 4 + [out], dim_res_blocks=widths, num_res_blocks=[0, 1, 1, 1, 0],
-                    **convs)
-
-    model_config = dict(
-        encoder=dict(backbone=backbone, intermediate_layers=[2, 5, 8, 11] if not full_size else [5, 11, 17, 23],
-                     dim_out=widths[0]),
-        neck=dict(dim_in=[widths[0] + 2, 2, 2, 2, 2], dim_out=None, dim_res_blocks=widths,
-                  num_res_blocks=[0, 2, 2, 2, 0], **convs),
-        points_head=head(3), normal_head=head(3), mask_head=head(1),
-        scale_head=dict(dims=[features, widths[0], widths[0], 1]), remap_output="exp", num_tokens_range=[1200, 3600],
-    )
-    _seeded()
-    model = moge_model(**model_config)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_config": model_config, "model": model.state_dict()}, folder / "model.pt")
-    return {"model_id": str(folder), "num_tokens": 3600 if full_size else 64, "resolution": 512 if full_size else 56}
-
-
-def moge2_baseline(folder: Path, full_size: bool = False) -> Callable[[np.ndarray], object]:
-    """MoGe's own usage (README): `MoGeModel.from_pretrained(...).infer(image)`, one image per call, fp32."""
-    import torch
-
-    from annotators.moge import import_moge
-
-    overrides = moge2(folder, full_size) if not (folder / "model.pt").exists() else {}
-    model = import_moge().from_pretrained(str(folder / "model.pt")).eval()
-    tokens = overrides.get("num_tokens", 3600 if full_size else 64)
-
-    def run(image: np.ndarray):
-        x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-        with torch.inference_mode():
-            return model.infer(x, num_tokens=tokens, use_fp16=False)
-
-    return run
+# ----- MoGe-2: tests/builders/moge.py (official checkpoint format on our own network) ------------------
 
 
 # ----- ViTPose + RT-DETR --------------------------------------------------------------------------
