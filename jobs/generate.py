@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted({**PRESETS, **MMGEN_PRESETS}), default="jodi_1600m",
                         help="model preset (a trainer checkpoint's model.json overrides it)")
     parser.add_argument("--weights", default=JODI_WEIGHTS, help="Jodi .pth/.safetensors, local or hf://org/repo/file")
-    parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id or local folder")
-    parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id or local folder")
+    parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id, local folder or 'tiny'")
+    parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id, local folder or 'tiny'")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     parser.add_argument("--lora", metavar="ADAPTER", help="LoRA adapter (.safetensors from `jodi train`) onto --weights")

@@ -21,8 +21,18 @@ from jodi.loading import load_model
 from jodi.model import Jodi, build_model
 from jodi.sampling import PERCEPTION, SamplerConfig, roles_for, sample
 from schemas import ALL_DOMAINS, IMAGE, canonical_domain
-from schemas.encoding import decode_seg, encode_albedo, encode_depth, encode_edge, encode_lineart, encode_normal
-from schemas.encoding import encode_openpose, encode_seg
+from schemas.domains import EXTRA_FORMATS
+from schemas.encoding import (
+    decode_seg,
+    encode_albedo,
+    encode_depth,
+    encode_edge,
+    encode_grey,
+    encode_lineart,
+    encode_normal,
+    encode_openpose,
+    encode_seg,
+)
 
 # The released weights (Jodi model card: VIPL-GENUN/Jodi, file Jodi.pth); revision not pinned ("main").
 JODI_WEIGHTS = "hf://VIPL-GENUN/Jodi/Jodi.pth"
@@ -72,6 +82,8 @@ def postprocess(domain: str, x: Tensor) -> np.ndarray:
         return encode_openpose(np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8))
     if domain in (IMAGE, "albedo"):
         return encode_albedo(unit)
+    if domain in EXTRA_FORMATS and EXTRA_FORMATS[domain].image_mode == "L":  # a grey domain beyond Joint
+        return encode_grey(unit.mean(axis=-1))
     if domain not in ALL_DOMAINS:  # a grown domain: stored as the RGB picture its labels were cached from
         return np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8)
     raise ValueError(f"no post-processing for domain {domain!r}")
@@ -97,13 +109,17 @@ class JodiPipeline:
         lora: str | None = None,
         merge_lora: bool = False,
     ) -> JodiPipeline:
-        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs).
+        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs);
+        `vae` / `text_encoder` "tiny" are the random stand-ins of tests and smoke runs.
         A trainer checkpoint is rebuilt from its model.json; `lora` adds an adapter, merged on request."""
         model = load_model(weights, preset, lora=lora, merge=merge_lora)
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype,
-                                           max_length=model.cfg.model_max_length).to(device)
-        codec = LatentCodec.from_pretrained(vae, vae_revision).to(device)
+        length = model.cfg.model_max_length
+        # "tiny": the seeded random stand-ins `jodi cache-latents --vae tiny --text-encoder tiny` encodes with.
+        text = TextEncoder.tiny(max_length=length) if text_encoder == "tiny" else TextEncoder.from_pretrained(
+            text_encoder, text_revision, dtype=te_dtype, max_length=length)
+        codec = LatentCodec.tiny() if vae == "tiny" else LatentCodec.from_pretrained(vae, vae_revision)
+        text, codec = text.to(device), codec.to(device)
         return cls(model.to(device, dtype), codec, text).with_null_caption()
 
     @classmethod
