@@ -89,10 +89,18 @@ def postprocess(domain: str, x: Tensor) -> np.ndarray:
     raise ValueError(f"no post-processing for domain {domain!r}")
 
 
+def class_conditioned(model) -> bool:
+    """True for a model conditioned on class ids (MMGen with `num_classes`) rather than a caption."""
+    return getattr(model.cfg, "num_classes", 0) > 0
+
+
 class JodiPipeline:
     """Model + latent codec + text encoder, and the three Jodi tasks on top of `jodi.sampling.sample`."""
 
-    def __init__(self, model: Jodi, codec: LatentCodec, text_encoder: TextEncoder):
+    def __init__(self, model: Jodi, codec: LatentCodec, text_encoder: TextEncoder | None):
+        """`text_encoder` may be None for a class-conditioned model (MMGen with `num_classes`), which has no text."""
+        if text_encoder is None and not class_conditioned(model):
+            raise ValueError("a text-conditioned model needs a text encoder")
         self.model, self.codec, self.text_encoder = model.eval(), codec, text_encoder
 
     @classmethod
@@ -116,10 +124,15 @@ class JodiPipeline:
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         length = model.cfg.model_max_length
         # "tiny": the seeded random stand-ins `jodi cache-latents --vae tiny --text-encoder tiny` encodes with.
-        text = TextEncoder.tiny(max_length=length) if text_encoder == "tiny" else TextEncoder.from_pretrained(
-            text_encoder, text_revision, dtype=te_dtype, max_length=length)
+        if class_conditioned(model):
+            text = None  # class ids are its only condition: no 2B text encoder to load
+        elif text_encoder == "tiny":
+            text = TextEncoder.tiny(max_length=length).to(device)
+        else:
+            text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype, max_length=length)
+            text = text.to(device)
         codec = LatentCodec.tiny() if vae == "tiny" else LatentCodec.from_pretrained(vae, vae_revision)
-        text, codec = text.to(device), codec.to(device)
+        codec = codec.to(device)
         return cls(model.to(device, dtype), codec, text).with_null_caption()
 
     @classmethod
@@ -134,7 +147,10 @@ class JodiPipeline:
         return cls(model, codec, text).with_null_caption()
 
     def with_null_caption(self) -> JodiPipeline:
-        """Store the text encoder's encoding of "" as the model's null caption, as Jodi does at load time."""
+        """Store the text encoder's encoding of "" as the model's null caption, as Jodi does at load time.
+        A class-conditioned model has a null class instead: nothing to store."""
+        if self.text_encoder is None:
+            return self
         emb, _ = self.text_encoder.null_embedding()
         buf = self.model.y_embedder.y_embedding
         buf.copy_(emb[0, : buf.shape[0]].to(buf))
@@ -164,12 +180,14 @@ class JodiPipeline:
         sampler: SamplerConfig = SamplerConfig(),
         seed: int = 0,
         negative_prompt: str = "",
+        class_label: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Generate the `generate` domains (default: every domain not given) from `prompt` and `conditions`.
 
         conditions: domain -> uint8 HxW(x3) picture in the Joint encoding. Returns domain -> uint8 array in
         the Joint encoding at (height, width), which default to the first condition's size or the base
-        resolution. Deterministic for a given seed.
+        resolution. Deterministic for a given seed. A class-conditioned model takes `class_label` (0 ..
+        num_classes - 1; None = unconditional, the null class) instead of a prompt.
         """
         canon = lambda d: d if d in self.domains else canonical_domain(d)  # noqa: E731 - grown domains as named
         conditions = {canon(k): v for k, v in (conditions or {}).items()}
@@ -190,10 +208,8 @@ class JodiPipeline:
                 clean[0, i] = self.codec.encode(pixels[None]).cpu()[0]
 
         if IMAGE in conditions:  # perception: labels are independent of text given the image (paper App. B)
-            prompt = ""
-        text = self.text_encoder.encode([prompt])
-        # Jodi's sampler gives both CFG branches the prompt's mask; only the embeddings differ.
-        null = (self.text_encoder.null_embedding(1, negative_prompt)[0], text[1])
+            prompt, class_label = "", None
+        text, null = self._condition(prompt, negative_prompt, class_label)
         generator = torch.Generator().manual_seed(seed)
         latents = sample(self.model, role[None], clean.to(self.device), text, null, sampler, generator)
 
@@ -201,6 +217,22 @@ class JodiPipeline:
         pixels = self.codec.decode(latents[0, idx])  # (G, 3, bh, bw)
         pixels = F.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False)
         return {d: postprocess(d, p) for d, p in zip(generate, pixels)}
+
+    def _condition(self, prompt: str, negative_prompt: str, class_label: int | None) -> tuple[tuple, tuple]:
+        """(condition, null condition) for `jodi.sampling.sample`: caption embeddings and masks, or class ids."""
+        if class_conditioned(self.model):
+            null_id = self.model.cfg.num_classes
+            if prompt or negative_prompt:
+                raise ValueError("this model is class-conditioned: pass class_label, not a prompt")
+            if class_label is not None and not 0 <= int(class_label) < null_id:
+                raise ValueError(f"class_label={class_label} is outside the model's classes 0..{null_id - 1}")
+            ids = torch.tensor([null_id if class_label is None else int(class_label)])
+            return (ids, None), (self.model.null_condition(ids), None)  # CFG against the null class (DiT)
+        if class_label is not None:
+            raise ValueError("this model is text-conditioned: pass a prompt, not class_label")
+        text = self.text_encoder.encode([prompt])
+        # Jodi's sampler gives both CFG branches the prompt's mask; only the embeddings differ.
+        return text, (self.text_encoder.null_embedding(1, negative_prompt)[0], text[1])
 
     def joint(self, prompt: str, **kwargs) -> dict[str, np.ndarray]:
         """Text -> image + every label."""
