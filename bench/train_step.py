@@ -5,7 +5,7 @@
 With the cache a step is: collate cached latents + text embeddings -> forward/backward/AdamW.
 Without it, every step also decodes the JPEGs, resizes them to the bucket, runs the autoencoder on every
 domain and the text encoder on the captions (what `jodi cache-latents` does once). Both use the real
-stages of jodi/latents.py and jodi/train/loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
+stages of jodi/latents/ and jodi/train/loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
 ratio here understates the real one: DC-AE f32c32 and Gemma-2-2b cost far more than the tiny stand-ins.
 """
 
