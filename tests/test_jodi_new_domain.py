@@ -48,6 +48,7 @@ def test_every_registered_domain_has_a_format():
     assert {e.domain for e in REGISTRY.values()} - {"caption"} <= set(FORMATS)
 
 
+@pytest.mark.slow  # two Ray Data jobs (label, cache) dominate: ~2 min on 2 shared cores, train/generate/eval ~25 s
 def test_new_domain_from_label_job_to_eval(ray_local, sample_images, tmp_path):
     from jobs.cli import main
     from jodi.latents import CacheConfig, run_cache_job
