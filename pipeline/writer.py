@@ -83,7 +83,7 @@ class OutputLayout:
             schema = RECORD_SCHEMA if columns is None else pa.schema([RECORD_SCHEMA.field(c) for c in columns])
             return schema.empty_table()
         if columns is None:
-            return with_record_columns(self.storage.read_table(self.data(shard)))
+            return with_record_columns(self.storage.read_table(self.data(shard))).select(RECORD_SCHEMA.names)
         try:
             return self.storage.read_table(self.data(shard), columns=columns)
         except pa.ArrowInvalid:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -46,6 +47,30 @@ def test_every_registered_domain_has_a_format():
     from schemas.domains import FORMATS
 
     assert {e.domain for e in REGISTRY.values()} - {"caption"} <= set(FORMATS)
+
+
+def test_schema_1_0_shards_read_as_records_without_the_new_domain(tmp_path, sample_images):
+    """A label job output written before metric_depth existed (no such column) still reads, merges, validates
+    and caches: the column is added, all null."""
+    import io
+
+    from jodi.latents import CacheConfig, dataset_domains
+    from pipeline.validate import validate
+    from pipeline.writer import OutputLayout
+    from schemas.record import RECORD_SCHEMA, LabeledRecord, merge_records
+
+    buf = io.BytesIO()
+    Image.fromarray(sample_images[1][:64, :64]).save(buf, format="JPEG")
+    rec = LabeledRecord(id="a" * 32, source="x.jpg", image=buf.getvalue(), height=64, width=64)
+    old = pa.Table.from_pylist([rec.to_row()], schema=RECORD_SCHEMA).drop_columns(["annotation_metric_depth"])
+    (tmp_path / "data").mkdir()
+    pq.write_table(old, tmp_path / "data" / "shard-00000.parquet")
+    layout = OutputLayout(str(tmp_path))
+    assert layout.read_data(0, ["id", "annotation_metric_depth"]).column(1).null_count == 1
+    assert layout.read_data(0).schema.names == RECORD_SCHEMA.names
+    assert merge_records(old, old).column("annotation_metric_depth").null_count == 1
+    assert not [p for p in validate(tmp_path).problems if p.check == "schema"]
+    assert dataset_domains(CacheConfig(input=str(tmp_path), output="")) == ()
 
 
 @pytest.mark.slow  # two Ray Data jobs (label, cache) dominate: ~2 min on 2 shared cores, train/generate/eval ~25 s
