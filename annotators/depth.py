@@ -19,6 +19,7 @@ authors' resizes exactly (tests/test_parity.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -107,6 +108,19 @@ class TransformersDepth(UpstreamResize, Annotator):
         return depth
 
 
+class MetricDepth(TransformersDepth):
+    """Metric depth in metres (float HxW, larger = farther): a domain beyond Joint's seven.
+
+    Joint's depth is relative, min-max scaled per image, so a generator trained on it cannot say how
+    far anything is. Metric depth is what robotics, AR and 3D-aware generation condition on (the
+    field's metric models: ZoeDepth, Depth Pro, Depth Anything 3 metric, MoGe-2), and it costs one
+    more forward of a depth model the registry already has. Stored on a fixed log scale
+    (schemas.encoding.encode_log_depth) so a grey level means the same distance in every image.
+    """
+
+    domain = "metric_depth"
+
+
 # ----- presets ------------------------------------------------------------------------------------
 # Depth Anything V2 (model cards depth-anything/Depth-Anything-V2-*-hf): DINOv2 backbone with
 # 14 px patches, processor short side 518 keeping aspect, ImageNet mean/std; relative disparity.
@@ -136,6 +150,9 @@ ZOEDEPTH = DepthConfig(
     reflect_pad=True,
     metric=True,
 )
+
+# The same model with its metres kept (not inverted), for the metric_depth domain.
+ZOEDEPTH_METRIC = dataclasses.replace(ZOEDEPTH, metric=False)
 
 # Intel/dpt-hybrid-midas = MiDaS v3 DPT-Hybrid (the ControlNet "depth_midas" model): a fixed
 # 384x384 input (processor keep_aspect_ratio=False), mean/std 0.5; relative inverse depth.

@@ -23,7 +23,7 @@ from annotators.caption import (
     QwenVLCaptioner,
 )
 from annotators.classic import CannyConfig, CannyEdge, LineartStandard, LineartStandardConfig
-from annotators.depth import TransformersDepth
+from annotators.depth import MetricDepth, TransformersDepth
 from annotators.depth_anything3 import DepthAnything3
 from annotators.depth_pro import DepthPro, DepthProGeometry
 from annotators.edge import ControlNetHEDConfig, ControlNetHEDEdge, PiDiNetConfig, PiDiNetEdge, TEEDConfig, TEEDEdge
@@ -93,6 +93,9 @@ REGISTRY: dict[str, Entry] = {
     "lotus_depth": Entry(LotusDepth, lotus.LOTUS_DEPTH, "depth", UNKNOWN),
     "zoedepth": Entry(TransformersDepth, depth.ZOEDEPTH, "depth", card("MIT", "Intel/zoedepth-nyu-kitti")),
     "midas": Entry(TransformersDepth, depth.MIDAS, "depth", card("Apache-2.0", "Intel/dpt-hybrid-midas")),
+    # ----- metric depth (a domain beyond Joint's seven: schemas/domains.py EXTRA_FORMATS) -------
+    "zoedepth_metric": Entry(MetricDepth, depth.ZOEDEPTH_METRIC, "metric_depth",
+                             card("MIT", "Intel/zoedepth-nyu-kitti")),
     # ----- normal -----------------------------------------------------------------------------
     "lotus_normal": Entry(LotusNormal, lotus.LOTUS_NORMAL, "normal", UNKNOWN, default=True),
     "marigold_normals": Entry(MarigoldNormals, marigold.MARIGOLD_NORMALS, "normal", UNVERIFIED),

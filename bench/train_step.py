@@ -5,7 +5,7 @@
 With the cache a step is: collate cached latents + text embeddings -> forward/backward/AdamW.
 Without it, every step also decodes the JPEGs, resizes them to the bucket, runs the autoencoder on every
 domain and the text encoder on the captions (what `jodi cache-latents` does once). Both use the real
-stages of jodi/latents.py and jodi/train/loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
+stages of jodi/latents/ and jodi/train/loop.py with the tiny random DC-AE / Gemma-2 stand-ins, so the
 ratio here understates the real one: DC-AE f32c32 and Gemma-2-2b cost far more than the tiny stand-ins.
 """
 
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from jodi.latents import CacheConfig, _Encode, prepare_row  # noqa: E402
+from jodi.latents import CacheConfig, EncodeLatents, prepare_row  # noqa: E402
 from jodi.train.ckpt import build_initial_model  # noqa: E402
 from jodi.train.config import DataSource, TrainConfig  # noqa: E402
 from jodi.train.data import Collator, _pad_tokens  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cache_cfg = CacheConfig(input="", output="", vae="tiny", text_encoder="tiny", resolution=args.resolution)
-    encoder = _Encode(cache_cfg)
+    encoder = EncodeLatents(cache_cfg)
     records = _records(args.batch_size, args.resolution)
     prepared = [prepare_row(r, args.resolution, True) for r in records]
     cached = encoder(_columns(prepared)).to_pylist()

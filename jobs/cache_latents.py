@@ -1,4 +1,4 @@
-"""`jodi cache-latents INPUT OUTPUT`: encode a labeled dataset once for training (jodi/latents.py).
+"""`jodi cache-latents INPUT OUTPUT`: encode a labeled dataset once for training (jodi/latents/).
 
 INPUT is a label job output (its data/*.parquet) or a Joint folder (metadata.jsonl). Rerunning on the
 same OUTPUT encodes only records not cached yet.
@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"cache DINOv2 patch features for REPA (default model {DINO_ID}; or a local folder)")
     p.add_argument("--dino-revision", default=defaults.dino_revision)
     p.add_argument("--extra-domain", action="append", default=[], metavar="NAME=FOLDER",
-                   help="a label domain beyond the Joint seven: FOLDER holds <id>.png|.jpg labels; repeatable")
+                   help="a label domain kept outside the dataset: FOLDER holds <id>.png|.jpg labels; repeatable "
+                        "(domains `jodi label` wrote are cached without it)")
 
 
 def build_config(args: argparse.Namespace) -> CacheConfig:

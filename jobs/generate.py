@@ -3,6 +3,7 @@
     jodi generate --prompt "a red house by a lake" --out out/joint                      # text -> image + all labels
     jodi generate --prompt "a cat" --condition depth=d.png --condition edge=e.jpg --out out/ctrl
     jodi generate --perceive photo.jpg --labels depth,normal --out out/perception        # image -> labels
+    jodi generate --weights runs/x/checkpoint_1000/model.safetensors --class-label 3 --out out/cls  # class model
     jodi generate --tiny --prompt "smoke test" --steps 2 --out out/tiny                  # random tiny model, offline
 
 Each output domain is written as `<out>/<domain>.png` in the Joint-1.6M encoding.
@@ -25,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--prompt", default="", help="caption (ignored for perception)")
     parser.add_argument("--negative-prompt", default="")
+    parser.add_argument("--class-label", type=int, metavar="N",
+                        help="class id for a class-conditioned model (instead of --prompt); omitted = unconditional")
     parser.add_argument("--condition", action="append", default=[], metavar="DOMAIN=PATH",
                         help="a label (or the image) to condition on; repeatable")
     parser.add_argument("--perceive", metavar="IMAGE", help="perception: predict labels of this image, no text")
@@ -39,11 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted({**PRESETS, **MMGEN_PRESETS}), default="jodi_1600m",
                         help="model preset (a trainer checkpoint's model.json overrides it)")
     parser.add_argument("--weights", default=JODI_WEIGHTS, help="Jodi .pth/.safetensors, local or hf://org/repo/file")
-    parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id or local folder")
-    parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id or local folder")
+    parser.add_argument("--vae", default=VAE_ID, help="DC-AE hub id, local folder or 'tiny'")
+    parser.add_argument("--text-encoder", default=TEXT_ID, help="Gemma-2 hub id, local folder or 'tiny'")
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    parser.add_argument("--lora", metavar="ADAPTER", help="LoRA adapter (.safetensors from `jodi train`) onto --weights")
+    parser.add_argument("--lora", metavar="ADAPTER",
+                        help="LoRA adapter (.safetensors from `jodi train`) onto --weights")
     parser.add_argument("--merge-lora", action="store_true", help="fold the adapter into the weights before sampling")
     parser.add_argument("--tiny", action="store_true", help="random tiny model and encoders (offline smoke test)")
 
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         outputs = pipe.perceive(_read(args.perceive), labels, sampler=sampler, seed=args.seed, **size)
     else:
         outputs = pipe(args.prompt, conditions, labels, sampler=sampler, seed=args.seed,
-                       negative_prompt=args.negative_prompt, **size)
+                       negative_prompt=args.negative_prompt, class_label=args.class_label, **size)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for domain, array in outputs.items():

@@ -21,8 +21,18 @@ from jodi.loading import load_model
 from jodi.model import Jodi, build_model
 from jodi.sampling import PERCEPTION, SamplerConfig, roles_for, sample
 from schemas import ALL_DOMAINS, IMAGE, canonical_domain
-from schemas.encoding import decode_seg, encode_albedo, encode_depth, encode_edge, encode_lineart, encode_normal
-from schemas.encoding import encode_openpose, encode_seg
+from schemas.domains import EXTRA_FORMATS
+from schemas.encoding import (
+    decode_seg,
+    encode_albedo,
+    encode_depth,
+    encode_edge,
+    encode_grey,
+    encode_lineart,
+    encode_normal,
+    encode_openpose,
+    encode_seg,
+)
 
 # The released weights (Jodi model card: VIPL-GENUN/Jodi, file Jodi.pth); revision not pinned ("main").
 JODI_WEIGHTS = "hf://VIPL-GENUN/Jodi/Jodi.pth"
@@ -72,15 +82,25 @@ def postprocess(domain: str, x: Tensor) -> np.ndarray:
         return encode_openpose(np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8))
     if domain in (IMAGE, "albedo"):
         return encode_albedo(unit)
+    if domain in EXTRA_FORMATS and EXTRA_FORMATS[domain].image_mode == "L":  # a grey domain beyond Joint
+        return encode_grey(unit.mean(axis=-1))
     if domain not in ALL_DOMAINS:  # a grown domain: stored as the RGB picture its labels were cached from
         return np.clip(np.rint(unit * 255), 0, 255).astype(np.uint8)
     raise ValueError(f"no post-processing for domain {domain!r}")
 
 
+def class_conditioned(model) -> bool:
+    """True for a model conditioned on class ids (MMGen with `num_classes`) rather than a caption."""
+    return getattr(model.cfg, "num_classes", 0) > 0
+
+
 class JodiPipeline:
     """Model + latent codec + text encoder, and the three Jodi tasks on top of `jodi.sampling.sample`."""
 
-    def __init__(self, model: Jodi, codec: LatentCodec, text_encoder: TextEncoder):
+    def __init__(self, model: Jodi, codec: LatentCodec, text_encoder: TextEncoder | None):
+        """`text_encoder` may be None for a class-conditioned model (MMGen with `num_classes`), which has no text."""
+        if text_encoder is None and not class_conditioned(model):
+            raise ValueError("a text-conditioned model needs a text encoder")
         self.model, self.codec, self.text_encoder = model.eval(), codec, text_encoder
 
     @classmethod
@@ -97,13 +117,22 @@ class JodiPipeline:
         lora: str | None = None,
         merge_lora: bool = False,
     ) -> JodiPipeline:
-        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs).
+        """Released (or fine-tuned) weights + DC-AE + Gemma-2. `weights=None` keeps random init (smoke runs);
+        `vae` / `text_encoder` "tiny" are the random stand-ins of tests and smoke runs.
         A trainer checkpoint is rebuilt from its model.json; `lora` adds an adapter, merged on request."""
         model = load_model(weights, preset, lora=lora, merge=merge_lora)
         te_dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype,
-                                           max_length=model.cfg.model_max_length).to(device)
-        codec = LatentCodec.from_pretrained(vae, vae_revision).to(device)
+        length = model.cfg.model_max_length
+        # "tiny": the seeded random stand-ins `jodi cache-latents --vae tiny --text-encoder tiny` encodes with.
+        if class_conditioned(model):
+            text = None  # class ids are its only condition: no 2B text encoder to load
+        elif text_encoder == "tiny":
+            text = TextEncoder.tiny(max_length=length).to(device)
+        else:
+            text = TextEncoder.from_pretrained(text_encoder, text_revision, dtype=te_dtype, max_length=length)
+            text = text.to(device)
+        codec = LatentCodec.tiny() if vae == "tiny" else LatentCodec.from_pretrained(vae, vae_revision)
+        codec = codec.to(device)
         return cls(model.to(device, dtype), codec, text).with_null_caption()
 
     @classmethod
@@ -118,7 +147,10 @@ class JodiPipeline:
         return cls(model, codec, text).with_null_caption()
 
     def with_null_caption(self) -> JodiPipeline:
-        """Store the text encoder's encoding of "" as the model's null caption, as Jodi does at load time."""
+        """Store the text encoder's encoding of "" as the model's null caption, as Jodi does at load time.
+        A class-conditioned model has a null class instead: nothing to store."""
+        if self.text_encoder is None:
+            return self
         emb, _ = self.text_encoder.null_embedding()
         buf = self.model.y_embedder.y_embedding
         buf.copy_(emb[0, : buf.shape[0]].to(buf))
@@ -148,12 +180,14 @@ class JodiPipeline:
         sampler: SamplerConfig = SamplerConfig(),
         seed: int = 0,
         negative_prompt: str = "",
+        class_label: int | None = None,
     ) -> dict[str, np.ndarray]:
         """Generate the `generate` domains (default: every domain not given) from `prompt` and `conditions`.
 
         conditions: domain -> uint8 HxW(x3) picture in the Joint encoding. Returns domain -> uint8 array in
         the Joint encoding at (height, width), which default to the first condition's size or the base
-        resolution. Deterministic for a given seed.
+        resolution. Deterministic for a given seed. A class-conditioned model takes `class_label` (0 ..
+        num_classes - 1; None = unconditional, the null class) instead of a prompt.
         """
         canon = lambda d: d if d in self.domains else canonical_domain(d)  # noqa: E731 - grown domains as named
         conditions = {canon(k): v for k, v in (conditions or {}).items()}
@@ -174,10 +208,8 @@ class JodiPipeline:
                 clean[0, i] = self.codec.encode(pixels[None]).cpu()[0]
 
         if IMAGE in conditions:  # perception: labels are independent of text given the image (paper App. B)
-            prompt = ""
-        text = self.text_encoder.encode([prompt])
-        # Jodi's sampler gives both CFG branches the prompt's mask; only the embeddings differ.
-        null = (self.text_encoder.null_embedding(1, negative_prompt)[0], text[1])
+            prompt, class_label = "", None
+        text, null = self._condition(prompt, negative_prompt, class_label)
         generator = torch.Generator().manual_seed(seed)
         latents = sample(self.model, role[None], clean.to(self.device), text, null, sampler, generator)
 
@@ -185,6 +217,22 @@ class JodiPipeline:
         pixels = self.codec.decode(latents[0, idx])  # (G, 3, bh, bw)
         pixels = F.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False)
         return {d: postprocess(d, p) for d, p in zip(generate, pixels)}
+
+    def _condition(self, prompt: str, negative_prompt: str, class_label: int | None) -> tuple[tuple, tuple]:
+        """(condition, null condition) for `jodi.sampling.sample`: caption embeddings and masks, or class ids."""
+        if class_conditioned(self.model):
+            null_id = self.model.cfg.num_classes
+            if prompt or negative_prompt:
+                raise ValueError("this model is class-conditioned: pass class_label, not a prompt")
+            if class_label is not None and not 0 <= int(class_label) < null_id:
+                raise ValueError(f"class_label={class_label} is outside the model's classes 0..{null_id - 1}")
+            ids = torch.tensor([null_id if class_label is None else int(class_label)])
+            return (ids, None), (self.model.null_condition(ids), None)  # CFG against the null class (DiT)
+        if class_label is not None:
+            raise ValueError("this model is text-conditioned: pass a prompt, not class_label")
+        text = self.text_encoder.encode([prompt])
+        # Jodi's sampler gives both CFG branches the prompt's mask; only the embeddings differ.
+        return text, (self.text_encoder.null_embedding(1, negative_prompt)[0], text[1])
 
     def joint(self, prompt: str, **kwargs) -> dict[str, np.ndarray]:
         """Text -> image + every label."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.domains import IMAGE, LABEL_DOMAINS, annotation_key, relative_path
+from schemas.domains import IMAGE, STORED_DOMAINS, annotation_key, relative_path
 from schemas.joint import UNSPLIT_SHARD_PREFIX, iter_joint, iter_parquet, metadata_files, parquet_files
 from schemas.paths import resolve_inside
 from schemas.record import LabeledRecord, record_schema_with_hf_metadata
@@ -111,7 +111,7 @@ def write_parquet(
 def imagefolder_keys(meta: dict) -> dict:
     """`datasets` ImageFolder keys (`image_file_name`, `annotation_depth_file_name`, ...) for a metadata line."""
     keys = {f"{IMAGE}_file_name": meta[IMAGE]}
-    for domain in LABEL_DOMAINS:
+    for domain in STORED_DOMAINS:
         if annotation_key(domain) in meta:
             keys[f"{annotation_key(domain)}_file_name"] = meta[annotation_key(domain)]
     return keys

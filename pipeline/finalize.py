@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.writer import ADD_PREFIX, PART_PREFIX, OutputLayout, add_prefix, shard_name
-from schemas.domains import LABEL_DOMAINS, annotation_key
+from schemas.domains import STORED_DOMAINS, annotation_key
 from schemas.record import ERROR_SCHEMA, Provenance, merge_records, metadata_lines, record_table
 
 
@@ -98,7 +98,7 @@ def _one_row_per_source(staged: pa.Table) -> pa.Table:
 
 def _records(rows: pa.Table, provenance: tuple[Provenance, ...]) -> pa.Table:
     rows = rows.combine_chunks()
-    labels = {d: rows.column(f"file_{d}").combine_chunks() for d in LABEL_DOMAINS}
+    labels = {d: rows.column(f"file_{d}").combine_chunks() for d in STORED_DOMAINS}
     captions = [json.loads(c or "{}") for c in rows.column("captions").to_pylist()]
     return record_table(
         ids=rows.column("id").combine_chunks(),
@@ -138,7 +138,7 @@ def _error_rows(failed: pa.Table, dups: pa.Table, first: dict[str, str]) -> pa.T
 def shard_counts(table: pa.Table, errors: pa.Table) -> dict:
     """The marker's counts: records, errors, labels per domain, captions per key, errors per reason."""
     counts = {"records": table.num_rows, "errors": errors.num_rows, "domains": {}, "captions": {}, "error_reasons": {}}
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         n = table.num_rows - table.column(annotation_key(d)).null_count
         if n:
             counts["domains"][d] = n

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from schemas.domains import IMAGE, LABEL_DOMAINS
+from schemas.domains import IMAGE, STORED_DOMAINS
 from schemas.record import LabeledRecord
 
 BACKGROUND = (255, 255, 255)
@@ -91,7 +91,7 @@ def contact_sheet(
     chosen = list(itertools.islice(records, n))
     if domains is None:
         present = {d for r in chosen for d in r.labels}
-        domains = [d for d in LABEL_DOMAINS if d in present]
+        domains = [d for d in STORED_DOMAINS if d in present]
     columns = [IMAGE, *domains]
     font = _font(max(10, tile // 13))
     line_h = font.getbbox("Ag")[3] + 2

@@ -29,7 +29,7 @@ from annotators.registry import licence_refusal, licence_table
 from pipeline.convert import ShardConfig, WriteStats, write_parquet
 from pipeline.preview import contact_sheet
 from pipeline.validate import ValidationReport, validate
-from schemas.domains import LABEL_DOMAINS, annotation_key
+from schemas.domains import STORED_DOMAINS, annotation_key
 from schemas.joint import detect_layout, iter_records, metadata_files, parquet_files
 from schemas.record import RECORD_SCHEMA, SCHEMA_VERSION, LabeledRecord, huggingface_features
 from schemas.storage import Storage, is_remote
@@ -125,11 +125,11 @@ def _link_shards(shards: list[Path], folder: Path, split: str, prepared: Prepare
     from their small columns only: re-preparing a terabyte dataset costs seconds, not a rewrite."""
     folder.mkdir(parents=True, exist_ok=True)
     stats = WriteStats()
-    columns = ["provenance", "schema_version", *(f"{annotation_key(d)}.path" for d in LABEL_DOMAINS)]
+    columns = ["provenance", "schema_version", *(f"{annotation_key(d)}.path" for d in STORED_DOMAINS)]
     for i, shard in enumerate(shards):
         table = pq.ParquetFile(shard).read(columns=columns)
         stats.records += table.num_rows
-        for d in LABEL_DOMAINS:
+        for d in STORED_DOMAINS:
             stats.domains[d] += table.num_rows - table.column(annotation_key(d)).null_count
         prepared.schema_versions.update(table.column("schema_version").to_pylist())
         for provenance in table.column("provenance").to_pylist():
@@ -242,7 +242,7 @@ def _yaml_front_matter(prepared: PreparedFolder, cfg: PublishConfig) -> str:
         task_categories=tasks,
         size_categories=[size_category(prepared.records)],
         pretty_name=cfg.pretty_name or cfg.repo_id.split("/")[-1],
-        tags=["jodi", "joint-1.6m", *(d for d in LABEL_DOMAINS if domains[d])],
+        tags=["jodi", "joint-1.6m", *(d for d in STORED_DOMAINS if domains[d])],
         configs=[
             {
                 "config_name": "default",
@@ -284,7 +284,7 @@ def dataset_card(prepared: PreparedFolder, cfg: PublishConfig) -> str:
         "",
         "| label column | records with the label |",
         "|---|---|",
-        *[f"| `{annotation_key(d)}` | {domains[d]} |" for d in LABEL_DOMAINS if domains[d]],
+        *[f"| `{annotation_key(d)}` | {domains[d]} |" for d in STORED_DOMAINS if domains[d]],
         "",
         "Columns: `id` (md5 of the source file), `source`, `image`, `info` {height, width}, "
         "`caption` (list of {model, text}), one `annotation_<domain>` image per label domain "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from pipeline.writer import OutputLayout, shard_name
-from schemas.domains import LABEL_DOMAINS, annotation_key
+from schemas.domains import STORED_DOMAINS, annotation_key
 
 
 def damaged_shards(uri: str) -> dict[int, str]:
@@ -29,7 +29,7 @@ def damaged_shards(uri: str) -> dict[int, str]:
             continue
         try:
             # One shard at a time (a few hundred records), so memory stays bounded.
-            table = layout.read_data(s, ["id", *[annotation_key(d) for d in LABEL_DOMAINS]])
+            table = layout.read_data(s, ["id", *[annotation_key(d) for d in STORED_DOMAINS]])
         except Exception as exc:  # noqa: BLE001 - truncated footer or page: any failure means rebuild
             found[s] = f"{layout.data(s)} is unreadable ({type(exc).__name__})"
             continue
@@ -49,14 +49,14 @@ def damaged_shards(uri: str) -> dict[int, str]:
 
 def _all_files(layout: OutputLayout) -> set[str]:
     names = set(layout.storage.list("image", recursive=True))
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         names |= set(layout.storage.list(annotation_key(d), recursive=True))
     return names
 
 
 def _missing_files(table, files: set[str]) -> list[str]:
     wanted = [f"image/{rid}.jpg" for rid in table.column("id").to_pylist()]
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         wanted += [v["path"] for v in table.column(annotation_key(d)).to_pylist() if v is not None]
     return [p for p in wanted if p not in files]
 

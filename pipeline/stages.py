@@ -24,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.decode import DecodeError, DecodeRules, content_id, decode_image, read_bytes, read_caption
+from schemas.domains import STORED_DOMAINS
+from schemas.encoding import label_ndim
 
 # How many dimensions each domain's raw label has (HxW or HxWx3); an absent label is an
 # empty array of that rank, which keeps every column a tensor column in Ray's blocks.
-LABEL_NDIM = {"depth": 2, "edge": 2, "lineart": 2, "seg_12colors": 2, "normal": 3, "albedo": 3, "openpose": 3}
+LABEL_NDIM = {d: label_ndim(d) for d in STORED_DOMAINS}  # Joint's seven and those beyond (schemas/domains.py)
 _PLACEHOLDER_IMAGE = np.zeros((1, 1, 3), np.uint8)
 
 
@@ -304,11 +306,9 @@ class WriteStage:
         self.prefix = prefix
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from schemas.domains import LABEL_DOMAINS
-
         t0 = time.perf_counter()
         n = len(batch["source"])
-        domains = [d for d in LABEL_DOMAINS if f"file_{d}" in batch]
+        domains = [d for d in STORED_DOMAINS if f"file_{d}" in batch]
         by_shard: dict[int, dict[str, list]] = {}
         for i in range(n):
             rid, err = str(batch["id"][i]), str(batch["error"][i])

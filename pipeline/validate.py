@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from schemas.domains import IMAGE, LABEL_DOMAINS, annotation_key, relative_path
+from schemas.domains import EXTRA_DOMAINS, EXTRA_FORMATS, IMAGE, STORED_DOMAINS, annotation_key, relative_path
 from schemas.encoding import palette_only
 from schemas.joint import (
     JointEntry,
@@ -93,7 +93,7 @@ class ValidationReport:
         lines = [
             f"dataset: {self.path} ({' + '.join(self.layouts) or 'unknown layout'})",
             f"records: {self.records}",
-            "labels:  " + (", ".join(f"{d}={self.domains[d]}" for d in LABEL_DOMAINS if self.domains[d]) or "none"),
+            "labels:  " + (", ".join(f"{d}={self.domains[d]}" for d in STORED_DOMAINS if self.domains[d]) or "none"),
             "weights: " + (", ".join(f"{a} ({lic})" for a, lic in sorted(self.licences.items())) or "no provenance"),
         ]
         if self.ok:
@@ -121,6 +121,13 @@ def _grey_mismatch(a: np.ndarray) -> float:
 def check_domain(domain: str, img: Image.Image) -> list[tuple[str, str]]:
     """Value-convention checks of one decoded file -> [(check, detail)]. Pure: no I/O."""
     out: list[tuple[str, str]] = []
+    if domain in EXTRA_FORMATS:  # a domain beyond Joint: its DomainFormat says the mode and codec
+        fmt = EXTRA_FORMATS[domain]
+        if img.mode != fmt.image_mode:
+            out.append(("value_range", f"{domain} mode {img.mode}, expected {fmt.image_mode}"))
+        if fmt.codec == "png" and img.format != "PNG":
+            out.append(("codec", f"{domain} stored as {img.format}; must be lossless PNG"))
+        return out
     if domain == "depth":
         if img.mode not in ("L", "RGB"):
             return [("value_range", f"depth mode {img.mode}, expected L (8-bit grey)")]
@@ -269,6 +276,9 @@ def _validate_joint(root, report: ValidationReport, pool: _Pool, limit: int | No
                 pool.submit(_check_entry, entry, where)
 
 
+_EXTRA_COLUMNS = {annotation_key(d) for d in EXTRA_DOMAINS}
+
+
 def _validate_parquet(path, report: ValidationReport, pool: _Pool, limit: int | None) -> None:
     ids: Counter = Counter()
     for shards in parquet_files(path).values():
@@ -282,6 +292,8 @@ def _validate_parquet(path, report: ValidationReport, pool: _Pool, limit: int | 
                 report.damaged_shards.add(name)
                 continue
             for f in RECORD_SCHEMA:
+                if f.name in _EXTRA_COLUMNS and f.name not in pf.schema_arrow.names:
+                    continue  # a schema 1.0 shard, written before this domain existed: it has none of its labels
                 if f.name not in pf.schema_arrow.names:
                     report.add(name, "schema", f"missing column {f.name!r}")
                 elif not pf.schema_arrow.field(f.name).type.equals(f.type):
@@ -310,7 +322,7 @@ def _check_row(row: dict, where: str, report: ValidationReport, ids: Counter, po
         report.add(where, "duplicate_id", f"id {rid!r} appears more than once")
     report.licences.update({p["annotator"]: p.get("licence") or "not recorded" for p in row.get("provenance") or []})
     files = {IMAGE: row[IMAGE]}
-    files.update({d: row[annotation_key(d)] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None})
+    files.update({d: row[annotation_key(d)] for d in STORED_DOMAINS if row.get(annotation_key(d)) is not None})
     for domain, value in files.items():
         if value.get("path") and value["path"] != relative_path(domain, rid):
             report.add(where, "schema", f"{domain} path {value['path']!r} != {relative_path(domain, rid)!r}")

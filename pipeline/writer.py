@@ -18,8 +18,8 @@ import logging
 
 import pyarrow as pa
 
-from schemas.domains import LABEL_DOMAINS, relative_path
-from schemas.record import ERROR_SCHEMA, RECORD_SCHEMA
+from schemas.domains import EXTRA_DOMAINS, STORED_DOMAINS, relative_path
+from schemas.record import ERROR_SCHEMA, RECORD_SCHEMA, with_record_columns
 from schemas.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ STAGING_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("captions", pa.string()),  # JSON {key: text}
         ("image", pa.binary()),
-        *[(f"file_{d}", pa.binary()) for d in LABEL_DOMAINS],
+        *[(f"file_{d}", pa.binary()) for d in STORED_DOMAINS],
         ("error", pa.string()),
         ("error_stage", pa.string()),
         ("detail", pa.string()),
@@ -82,7 +82,16 @@ class OutputLayout:
         if not self.storage.exists(self.data(shard)):
             schema = RECORD_SCHEMA if columns is None else pa.schema([RECORD_SCHEMA.field(c) for c in columns])
             return schema.empty_table()
-        return self.storage.read_table(self.data(shard), columns=columns)
+        if columns is None:
+            return with_record_columns(self.storage.read_table(self.data(shard))).select(RECORD_SCHEMA.names)
+        try:
+            return self.storage.read_table(self.data(shard), columns=columns)
+        except pa.ArrowInvalid:
+            # A shard of schema 1.0 lacks the columns of domains added since: read what it has, add them null.
+            old = [c for c in columns if c in RECORD_SCHEMA.names and not c.startswith("annotation_")]
+            old += [c for c in columns if c.startswith("annotation_") and c[len("annotation_") :] not in EXTRA_DOMAINS]
+            table = with_record_columns(self.storage.read_table(self.data(shard), columns=old))
+            return table.select(columns)
 
     def read_errors(self, shard: int) -> pa.Table:
         if not self.storage.exists(self.errors(shard)):

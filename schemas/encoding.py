@@ -12,12 +12,21 @@ observed on the official Joint samples (README.md, "What the job writes"):
 | albedo       | float HxWx3 in [0, 1]                | uint8 HxWx3                         |
 | seg_12colors | int HxW class ids 0..11              | uint8 HxWx3 palette colours         |
 | openpose     | uint8 HxWx3 rendered skeleton        | unchanged                           |
+
+Domains beyond Joint (`schemas.domains.EXTRA_FORMATS`) name one of `EXTRA_ENCODERS`:
+
+| encoding  | raw label                              | stored array                             |
+|-----------|----------------------------------------|------------------------------------------|
+| grey      | float HxW in [0, 1]                    | uint8 HxW (mode L)                       |
+| rgb       | float HxWx3 in [0, 1]                  | uint8 HxWx3                              |
+| log_depth | float HxW metric depth in metres       | uint8 HxW, log scale 0.1 m .. 100 m      |
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from schemas.domains import EXTRA_FORMATS
 from schemas.palette import PALETTE, ade150_lookup_table
 
 
@@ -161,6 +170,59 @@ def encode_openpose(canvas: np.ndarray) -> np.ndarray:
     return a
 
 
+def encode_grey(x: np.ndarray) -> np.ndarray:
+    """float HxW in [0, 1] -> uint8 HxW (a scalar map of a domain beyond Joint)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"a grey label must be HxW, got shape {a.shape}")
+    return _to_uint8(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0)
+
+
+def decode_grey(stored: np.ndarray) -> np.ndarray:
+    """uint8 HxW (or HxWx3 grey) -> float32 HxW in [0, 1]."""
+    a = np.asarray(stored, dtype=np.float32)
+    return (a.mean(axis=-1) if a.ndim == 3 else a) / 255.0
+
+
+def encode_rgb(x: np.ndarray) -> np.ndarray:
+    """float HxWx3 in [0, 1] -> uint8 HxWx3 (a 3-channel map of a domain beyond Joint)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"an rgb label must be HxWx3, got shape {a.shape}")
+    return _to_uint8(np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0)
+
+
+# Metric depth range of the log scale: 0.1 m (close-up) to 100 m (far outdoor), which covers the
+# ranges metric depth models are trained on (ZoeDepth: NYU 0.001-10 m indoor, KITTI to 80 m; model
+# card Intel/zoedepth-nyu-kitti). One uint8 step is a factor 1000 ** (1 / 255) = 1.0275, i.e. 2.7 %.
+LOG_DEPTH_MIN, LOG_DEPTH_MAX = 0.1, 100.0
+
+
+def encode_log_depth(depth: np.ndarray) -> np.ndarray:
+    """float HxW metres -> uint8 HxW on a fixed log scale, near = bright (as Joint's depth), 0 = invalid
+    or beyond 100 m. Fixed, not per-image: a value means the same distance in every image."""
+    d = np.asarray(depth, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"metric depth must be HxW, got shape {d.shape}")
+    valid = np.isfinite(d) & (d > 0)
+    d = np.clip(np.where(valid, d, LOG_DEPTH_MAX), LOG_DEPTH_MIN, LOG_DEPTH_MAX)
+    far = np.log(d / LOG_DEPTH_MIN) / np.log(LOG_DEPTH_MAX / LOG_DEPTH_MIN)  # 0 at 0.1 m, 1 at 100 m
+    return _to_uint8((1.0 - far) * 255.0)
+
+
+def decode_log_depth(stored: np.ndarray) -> np.ndarray:
+    """uint8 HxW (or HxWx3 grey) -> float32 HxW metres (100 m where 0 was stored)."""
+    a = np.asarray(stored, dtype=np.float64)
+    far = 1.0 - (a.mean(axis=-1) if a.ndim == 3 else a) / 255.0
+    return (LOG_DEPTH_MIN * (LOG_DEPTH_MAX / LOG_DEPTH_MIN) ** far).astype(np.float32)
+
+
+# Encodings a domain beyond Joint names in its DomainFormat, with each one's raw label rank and decoder.
+EXTRA_ENCODERS = {"grey": encode_grey, "rgb": encode_rgb, "log_depth": encode_log_depth}
+EXTRA_DECODERS = {"grey": decode_grey, "rgb": decode_albedo, "log_depth": decode_log_depth}
+EXTRA_LABEL_NDIM = {"grey": 2, "rgb": 3, "log_depth": 2}
+
+
 ENCODERS = {
     "depth": encode_depth,
     "normal": encode_normal,
@@ -181,9 +243,32 @@ DECODERS = {
 }
 
 
-def encode_label(domain: str, label: np.ndarray) -> np.ndarray:
-    """Dispatch to the domain's encoder; returns the uint8 array to store."""
+def _extra_encoding(domain: str) -> str:
     try:
-        return ENCODERS[domain](label)
+        return EXTRA_FORMATS[domain].encoding
     except KeyError:
-        raise ValueError(f"no encoder for domain {domain!r}; known: {', '.join(ENCODERS)}") from None
+        known = ", ".join((*ENCODERS, *EXTRA_FORMATS))
+        raise ValueError(
+            f"no encoder for domain {domain!r}; known: {known} (a new domain needs a row in "
+            "schemas/domains.py EXTRA_FORMATS)"
+        ) from None
+
+
+def encode_label(domain: str, label: np.ndarray) -> np.ndarray:
+    """Dispatch to the domain's encoder (Joint's own, or its DomainFormat's); returns the uint8 array to store."""
+    if domain in ENCODERS:
+        return ENCODERS[domain](label)
+    return EXTRA_ENCODERS[_extra_encoding(domain)](label)
+
+
+def decode_label(domain: str, stored: np.ndarray) -> np.ndarray:
+    """The inverse of `encode_label` where one exists (not for openpose, a rendering)."""
+    if domain in DECODERS:
+        return DECODERS[domain](stored)
+    return EXTRA_DECODERS[_extra_encoding(domain)](stored)
+
+
+def label_ndim(domain: str) -> int:
+    """Rank of a domain's raw label: 2 (HxW) or 3 (HxWx3)."""
+    joint = {"depth": 2, "edge": 2, "lineart": 2, "seg_12colors": 2, "normal": 3, "albedo": 3, "openpose": 3}
+    return joint[domain] if domain in joint else EXTRA_LABEL_NDIM[_extra_encoding(domain)]

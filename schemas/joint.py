@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.domains import CAPTION, FORMATS, IMAGE, LABEL_DOMAINS, annotation_key
+from schemas.domains import CAPTION, FORMATS, IMAGE, STORED_DOMAINS, annotation_key
 from schemas.paths import UnsafePathError, resolve_inside
 from schemas.record import SCHEMA_VERSION, LabeledRecord
 from schemas.storage import Storage, is_remote
@@ -60,7 +60,7 @@ class JointEntry:
     @property
     def domains(self) -> tuple[str, ...]:
         """The label domains present, in checkpoint order."""
-        return tuple(d for d in LABEL_DOMAINS if d in self.files)
+        return tuple(d for d in STORED_DOMAINS if d in self.files)
 
     def path(self, domain: str) -> Path:
         """Absolute path of one domain's file; raises `UnsafePathError` if it escapes the root."""
@@ -153,14 +153,14 @@ def parse_entry(obj: object, root: Path, split: str = "", line: int = 0, source:
     ):
         raise JointFormatError(f"{where}: 'caption' must map caption model -> text")
     files = {IMAGE: image}
-    for domain in LABEL_DOMAINS:
+    for domain in STORED_DOMAINS:
         value = obj.get(annotation_key(domain))
         if value is None:
             continue  # absent (or null) = label does not exist, as in Joint
         if not isinstance(value, str) or not value:
             raise JointFormatError(f"{where}: {annotation_key(domain)!r} must be a relative path")
         files[domain] = value
-    known = {IMAGE, "info", CAPTION, *(annotation_key(d) for d in LABEL_DOMAINS)}
+    known = {IMAGE, "info", CAPTION, *(annotation_key(d) for d in STORED_DOMAINS)}
     unknown = tuple(sorted(k for k in obj if k not in known and not k.endswith(("_file_name", "_file_names"))))
     return JointEntry(
         id=record_id(image),

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.domains import CAPTION, FORMATS, LABEL_DOMAINS, annotation_key, relative_path
+from schemas.domains import CAPTION, EXTRA_DOMAINS, FORMATS, STORED_DOMAINS, annotation_key, relative_path
 
 # Bump on any change of the Parquet schema or of an encoding. Readers check the major part.
-SCHEMA_VERSION = "1.0"
+# 1.1: a column per domain beyond Joint (schemas.domains.EXTRA_FORMATS); 1.0 shards read as 1.1 with
+# those columns null (`with_record_columns`).
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class LabeledRecord:
             "provenance": [p.__dict__ for p in self.provenance],
             "schema_version": self.schema_version,
         }
-        for domain in LABEL_DOMAINS:
+        for domain in STORED_DOMAINS:
             data = self.labels.get(domain)
             row[annotation_key(domain)] = (
                 None if data is None else {"bytes": data, "path": relative_path(domain, self.id)}
@@ -71,7 +73,7 @@ class LabeledRecord:
 
     @classmethod
     def from_row(cls, row: dict) -> LabeledRecord:
-        labels = {d: row[annotation_key(d)]["bytes"] for d in LABEL_DOMAINS if row.get(annotation_key(d)) is not None}
+        labels = {d: row[annotation_key(d)]["bytes"] for d in STORED_DOMAINS if row.get(annotation_key(d)) is not None}
         return cls(
             id=row["id"],
             source=row["source"],
@@ -93,7 +95,7 @@ def joint_line(rid: str, height: int, width: int, captions: dict[str, str], doma
         "info": {"height": int(height), "width": int(width)},
         "caption": dict(captions),
     }
-    for domain in LABEL_DOMAINS:
+    for domain in STORED_DOMAINS:
         if domain in domains:
             meta[annotation_key(domain)] = relative_path(domain, rid)
     return meta
@@ -123,7 +125,7 @@ RECORD_SCHEMA = pa.schema(
         pa.field("image", _FILE),
         pa.field("info", pa.struct([("height", pa.int32()), ("width", pa.int32())]), nullable=False),
         pa.field(CAPTION, pa.list_(pa.struct([("model", pa.string()), ("text", pa.string())]))),
-        *[pa.field(annotation_key(d), _FILE, nullable=True) for d in LABEL_DOMAINS],
+        *[pa.field(annotation_key(d), _FILE, nullable=True) for d in STORED_DOMAINS],
         pa.field(
             "provenance",
             pa.list_(
@@ -169,7 +171,7 @@ def huggingface_features() -> dict:
         },
         CAPTION: [{"model": {"dtype": "string", "_type": "Value"}, "text": {"dtype": "string", "_type": "Value"}}],
     }
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         feats[annotation_key(d)] = image
     feats["provenance"] = [
         {
@@ -235,7 +237,7 @@ def record_table(
         ),
         CAPTION: caption_array(captions),
     }
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         columns[annotation_key(d)] = _file_column(d, ids, labels[d]) if d in labels else pa.nulls(n, _FILE)
     columns["provenance"] = pa.array(prov, _PROVENANCE)
     columns["schema_version"] = pa.array([SCHEMA_VERSION] * n, pa.string())
@@ -249,14 +251,14 @@ def captions_of(table: pa.Table) -> list[dict[str, str]]:
 def metadata_lines(table: pa.Table) -> list[str]:
     """A record table -> its metadata.jsonl lines, read from the small columns only (never the file bytes)."""
     present = {
-        d: table.column(annotation_key(d)).is_valid().to_numpy(zero_copy_only=False) for d in LABEL_DOMAINS
+        d: table.column(annotation_key(d)).is_valid().to_numpy(zero_copy_only=False) for d in STORED_DOMAINS
     }
     info = table.column("info").combine_chunks()
     heights = info.field("height").to_pylist()
     widths = info.field("width").to_pylist()
     lines = []
     for i, (rid, caps) in enumerate(zip(table.column("id").to_pylist(), captions_of(table), strict=True)):
-        domains = [d for d in LABEL_DOMAINS if present[d][i]]
+        domains = [d for d in STORED_DOMAINS if present[d][i]]
         lines.append(json.dumps(joint_line(rid, heights[i], widths[i], caps, domains), ensure_ascii=False) + "\n")
     return lines
 
@@ -265,12 +267,12 @@ def merge_records(base: pa.Table, new: pa.Table) -> pa.Table:
     """Incremental labeling: the labels, captions and provenance of `new` added onto the records of `base`
     with the same id (base's row order kept). Label columns are merged as Arrow columns; captions and
     provenance (short text) per row."""
-    base = base.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
-    new = new.select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    base = with_record_columns(base).select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
+    new = with_record_columns(new).select(RECORD_SCHEMA.names).cast(RECORD_SCHEMA)
     index = pc.index_in(base.column("id"), value_set=new.column("id").combine_chunks())
     aligned = new.take(index)  # a null index gives a null row: records without new labels keep theirs
     columns = {name: base.column(name) for name in RECORD_SCHEMA.names}
-    for d in LABEL_DOMAINS:
+    for d in STORED_DOMAINS:
         key = annotation_key(d)
         columns[key] = pc.coalesce(aligned.column(key), base.column(key))
     caps = [{**old, **add} for old, add in zip(captions_of(base), captions_of(aligned), strict=True)]
@@ -282,3 +284,12 @@ def merge_records(base: pa.Table, new: pa.Table) -> pa.Table:
         prov.append(list(merged.values()))
     columns["provenance"] = pa.array(prov, _PROVENANCE)
     return pa.table(columns, schema=RECORD_SCHEMA)
+
+
+def with_record_columns(table: pa.Table) -> pa.Table:
+    """A record table written before a domain beyond Joint existed (schema 1.0) with that domain's
+    column added, all null: a record without the label, which is what it is."""
+    for d in EXTRA_DOMAINS:
+        if annotation_key(d) not in table.column_names:
+            table = table.append_column(pa.field(annotation_key(d), _FILE), pa.nulls(table.num_rows, _FILE))
+    return table

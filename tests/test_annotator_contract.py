@@ -55,6 +55,8 @@ def check_label(domain: str, label, image: np.ndarray) -> None:
     elif domain == "depth":
         assert label.dtype == np.float32 and label.ndim == 2
         assert label.min() >= 0 and label.std() > 0  # disparity is never negative; a real map came back
+    elif domain == "metric_depth":
+        assert label.dtype == np.float32 and label.ndim == 2 and label.min() > 0  # metres, never negative
 
 
 # Annotators whose package is not on PyPI: their real network runs only where it is installed

@@ -128,7 +128,7 @@ def test_sidecar_captions_make_the_demo_output_trainable(tmp_path, ray_local):
     """The demo's corpus (each photo with a human caption beside it) labeled, then read by Jodi's readers:
     every record has a caption, so a loader that draws one caption per record never meets an empty one."""
     from jobs.demo import write_corpus
-    from jodi.latents import _joint_items
+    from jodi.latents import joint_items
     from jodi.roles import choose_caption
     from pipeline.samples import CAPTIONS
     from schemas.joint import iter_joint_entries
@@ -146,7 +146,7 @@ def test_sidecar_captions_make_the_demo_output_trainable(tmp_path, ray_local):
     entries = list(iter_joint_entries(out))
     assert {e.id: e.captions for e in entries} == {i: {"source": CAPTIONS[name]} for i, name in by_id.items()}
     rng = np.random.default_rng(0)
-    for item in _joint_items(out):  # the latent-cache/training reader's index of a Joint folder
+    for item in joint_items(out):  # the latent-cache/training reader's index of a Joint folder
         models = [c["model"] for c in item["caption"]]
         assert choose_caption(models, {}, rng) == 0 and item["caption"][0]["text"]
 

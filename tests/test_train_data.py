@@ -107,15 +107,15 @@ def test_record_without_caption_uses_null_text():
 
 def test_joint_folder_rows_prepare_to_buckets(joint_example):
     """The cache job's CPU stage on the official Joint samples: bucket from info, labels as present."""
-    from jodi.latents import _joint_items, _read_joint_files, bucket_sizes, prepare_row
+    from jodi.latents import bucket_sizes, joint_items, prepare_row, read_joint_files
 
-    items = _joint_items(joint_example)
+    items = joint_items(joint_example)
     assert len(items) == 3
     with_pose = [it["annotation_openpose"] is not None for it in items]
     assert sum(with_pose) == 1  # only the image with a person has an openpose file
     for item, has_pose in zip(items, with_pose):
         for empty_openpose in (True, False):
-            out = prepare_row(_read_joint_files(item), resolution=64, empty_openpose=empty_openpose)
+            out = prepare_row(read_joint_files(item), resolution=64, empty_openpose=empty_openpose)
             present = np.frombuffer(out["present"], np.uint8)
             assert present[:7].tolist() == [1] * 7  # image + 6 labels always present in the samples
             assert present[7] == int(has_pose or empty_openpose)

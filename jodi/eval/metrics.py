@@ -4,6 +4,10 @@ Which metric family scores a domain follows the Jodi paper's evaluation (docs/jo
 AbsRel/delta, normal -> angular errors, edge -> BSDS ODS/OIS/AP, segmentation -> mIoU. Lineart is scored
 like edges (ink strength as the soft map). Albedo, the image and the rendered openpose skeleton, which the
 paper does not score, get picture similarity (PSNR, SSIM, LPIPS).
+
+Domains beyond Joint (schemas.domains.EXTRA_FORMATS) are scored by their encoding: metric depth (log_depth)
+as depth in metres without scale-and-shift alignment, as metric models are evaluated (ZoeDepth, arXiv
+2302.12288 §4); any other grey or RGB map by picture similarity.
 """
 
 from __future__ import annotations
@@ -18,12 +22,18 @@ from jodi.eval.edge import EdgeEvalConfig, edge_counts, summarize_edge
 from jodi.eval.image import Lpips, image_metrics, summarize_image
 from jodi.eval.normal import normal_stats, summarize_normal
 from jodi.eval.seg import confusion, summarize_seg
+from schemas.domains import EXTRA_FORMATS
 from schemas.encoding import decode_depth, decode_edge, decode_lineart, decode_normal, decode_seg
+from schemas.encoding import decode_label as decode_extra
 
+_EXTRA_FAMILY = {"log_depth": "depth", "grey": "image", "rgb": "image"}  # by DomainFormat.encoding
 FAMILY = {
     "depth": "depth", "normal": "normal", "edge": "edge", "lineart": "edge", "seg_12colors": "seg",
     "albedo": "image", "image": "image", "openpose": "image",
+    **{d: _EXTRA_FAMILY[f.encoding] for d, f in EXTRA_FORMATS.items()},
 }
+# Metric depth is compared raw, in metres: its decoded labels and its ground truth are both depth.
+METRIC_DEPTH = DepthEvalConfig(pred_kind="depth", gt_kind="depth", align_space="depth", align=False)
 # The columns of the summary table, per family (lower is better for abs_rel, rmse, mean, median, lpips).
 HEADLINE = {
     "depth": ("abs_rel", "delta1", "rmse"),
@@ -52,6 +62,8 @@ def decode_label(domain: str, stored: np.ndarray) -> np.ndarray:
     """A uint8 picture in the Joint encoding -> what the metric compares (float maps, class ids, or uint8)."""
     decoders = {"depth": decode_depth, "normal": decode_normal, "edge": decode_edge, "lineart": decode_lineart,
                 "seg_12colors": decode_seg}
+    if domain in EXTRA_FORMATS and FAMILY[domain] == "depth":
+        return decode_extra(domain, stored)  # metres
     return decoders[domain](stored) if domain in decoders else np.asarray(stored)
 
 
@@ -74,7 +86,7 @@ def score(domain: str, pred: np.ndarray, ref: np.ndarray, cfg: MetricsConfig = M
     r = np.asarray(ref) if ref_decoded else decode_label(domain, ref)
     family = FAMILY[domain]
     if family == "depth":
-        return depth_metrics(p, r, mask, cfg.depth)
+        return depth_metrics(p, r, mask, METRIC_DEPTH if domain in EXTRA_FORMATS else cfg.depth)
     if family == "normal":
         return normal_stats(p, r, mask)
     if family == "edge":

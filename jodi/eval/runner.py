@@ -85,15 +85,19 @@ class PipelineSpec:
     def __call__(self):
         from jodi.codecs import TEXT_REVISION, VAE_REVISION, LatentCodec, TextEncoder
         from jodi.loading import load_model
-        from jodi.pipeline import JodiPipeline
+        from jodi.pipeline import JodiPipeline, class_conditioned
 
         model = load_model(self.weights_file(), self.preset, self.lora, self.merge_lora, self.seed)
         length = model.cfg.model_max_length
         codec = LatentCodec.tiny(seed=self.seed) if self.vae == "tiny" else LatentCodec.from_pretrained(
             self.vae, VAE_REVISION)
-        text = TextEncoder.tiny(max_length=length, seed=self.seed) if self.text_encoder == "tiny" else (
-            TextEncoder.from_pretrained(self.text_encoder, TEXT_REVISION, max_length=length))
-        return JodiPipeline(model.to(self.device), codec.to(self.device), text.to(self.device)).with_null_caption()
+        if class_conditioned(model):  # no text: generation is conditioned on the null class here
+            text = None
+        elif self.text_encoder == "tiny":
+            text = TextEncoder.tiny(max_length=length, seed=self.seed).to(self.device)
+        else:
+            text = TextEncoder.from_pretrained(self.text_encoder, TEXT_REVISION, max_length=length).to(self.device)
+        return JodiPipeline(model.to(self.device), codec.to(self.device), text).with_null_caption()
 
 
 def resize_short(image: np.ndarray, short: int) -> np.ndarray:
@@ -132,7 +136,8 @@ def evaluate_item(pipe, item: EvalItem, cfg: EvalConfig, lpips=None,
             continue
         gen_sampler = SamplerConfig(steps=cfg.control_steps, guidance_scale=cfg.guidance_scale)
         cond = resize_short(item.labels[c], cfg.short_side)
-        generated = pipe.control(item.caption, {c: cond}, generate=["image"], sampler=gen_sampler,
+        prompt = item.caption if pipe.text_encoder is not None else ""  # a class-conditioned model has no text
+        generated = pipe.control(prompt, {c: cond}, generate=["image"], sampler=gen_sampler,
                                  seed=cfg.seed)["image"]
         extract = (extractors or {}).get(c)
         dist = condition_consistency([cond], [generated], extract, lpips)[0] if extract and lpips else None

@@ -347,6 +347,7 @@ RANDOM: dict[str, Callable[..., dict[str, Any]]] = {
     "depth_anything_v2_base": depth_anything_v2("base"),
     "depth_anything_v2_large": depth_anything_v2("large"),
     "zoedepth": zoedepth,
+    "zoedepth_metric": zoedepth,  # the same checkpoint, labeling the metric_depth domain
     "midas": midas,
     "oneformer_ade20k": oneformer,
     "mask2former_ade20k": mask2former,
@@ -354,6 +355,7 @@ RANDOM: dict[str, Callable[..., dict[str, Any]]] = {
 }
 BASELINE: dict[str, Callable[..., Callable]] = {
     **{name: depth_pipeline_baseline(RANDOM[name]) for name in _DEPTH_PRESETS},
+    "zoedepth_metric": depth_pipeline_baseline(zoedepth),
     "oneformer_ade20k": oneformer_baseline,
     "mask2former_ade20k": segmentation_pipeline_baseline(mask2former),
     "upernet_ade20k": segmentation_pipeline_baseline(upernet),
