@@ -14,6 +14,7 @@ and renamed into place. Either way a reader sees a file whole or not at all.
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import posixpath
@@ -40,6 +41,15 @@ class StorageError(OSError):
     The message is one line naming the URI and what to set or free."""
 
 
+# Schemes pyarrow.fs.FileSystem.from_uri handles natively (pyarrow docs, "Filesystem Interface"); every
+# other scheme fsspec knows (hf:// through huggingface_hub's HfFileSystem, memory://) is wrapped.
+NATIVE = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+# The environment a native store's client reads its endpoint and credentials from: part of the cache key,
+# so a process that changes them (another endpoint, new credentials) gets a fresh client.
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_REGION",
+               "AWS_DEFAULT_REGION", "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")  # fmt: skip
+
+
 def is_remote(uri: str) -> bool:
     return "://" in str(uri) and not str(uri).startswith("file://")
 
@@ -48,18 +58,45 @@ def scheme(uri: str) -> str:
     return str(uri).split("://", 1)[0] if is_remote(uri) else "file"
 
 
-def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's own file system for local, s3:// and gs:// URIs; fsspec's for every other scheme."""
-    if not is_remote(uri):
-        path = str(uri)[len("file://") :] if str(uri).startswith("file://") else str(uri)
-        return pafs.LocalFileSystem(), os.path.abspath(path)
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        import fsspec
+def split_uri(uri: str) -> tuple[str, str]:
+    """Scheme and rest of a URI: s3://b/k -> ("s3", "b/k"); a plain or file:// path -> ("", absolute path)."""
+    head, sep, rest = str(uri).partition("://")
+    if not sep or head == "file":
+        return "", os.path.abspath(rest if sep else str(uri))
+    return head, rest
 
-        fs, path = fsspec.core.url_to_fs(uri)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+def to_uri(scheme_: str, path: str) -> str:
+    """Inverse of `resolve`: the URI a worker can reopen (local paths stay plain absolute paths)."""
+    return path if not scheme_ else f"{scheme_}://{path}"
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow FileSystem, path inside it) for any URI: the one place a URI becomes a file system.
+    pyarrow's own file systems for local, s3://, gs://, hdfs://...; fsspec's, wrapped, for every other scheme.
+    Clients are cached per store (and its environment), so a worker reading thousands of objects builds its
+    S3 client once."""
+    head, rest = split_uri(uri)
+    if not head:
+        return pafs.LocalFileSystem(), rest
+    env = tuple(os.environ.get(k, "") for k in _CLIENT_ENV)
+    if head in NATIVE:
+        authority = rest.split("/", 1)[0]
+        return _filesystem(head, authority, env), rest.rstrip("/") or authority
+    return _filesystem(head, "", env), _fsspec(head)._strip_protocol(uri)
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(head: str, authority: str, env: tuple) -> pafs.FileSystem:
+    if head in NATIVE:
+        return pafs.FileSystem.from_uri(f"{head}://{authority}")[0]
+    return pafs.PyFileSystem(pafs.FSSpecHandler(_fsspec(head)))
+
+
+def _fsspec(head: str):
+    import fsspec
+
+    return fsspec.filesystem(head)
 
 
 class Storage:
@@ -67,7 +104,7 @@ class Storage:
 
     def __init__(self, uri: str | os.PathLike) -> None:
         self.uri = str(uri).rstrip("/") or "/"
-        self.fs, self.base = _resolve(self.uri)
+        self.fs, self.base = resolve(self.uri)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __reduce__(self):  # Ray ships a Storage to workers: rebuild the file system there (its credentials too)
