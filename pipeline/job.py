@@ -26,6 +26,7 @@ from pipeline.finalize import ShardPlan, finalize_shard
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
 from pipeline.preflight import stage_groups
 from pipeline.report import write_preview, write_stats
+from pipeline.runtime import init_ray
 from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import InputItem, list_sources, shard_items
 from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage
@@ -160,21 +161,8 @@ def _job_record(cfg: LabelJobConfig, names: list[str], previous: dict | None) ->
 
 
 def _ensure_ray() -> None:
-    import ray
-
-    _quiet_ray()
-    if not ray.is_initialized():
-        # Connects to RAY_ADDRESS when set (e.g. under `ray job submit`), else starts a local Ray in-process.
-        # No dashboard for the embedded Ray: nothing to look at, and its agents outlive a killed driver.
-        ray.init(configure_logging=False, log_to_driver=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the one progress bar
-
-
-def _quiet_ray() -> None:
-    """The user's terminal shows our progress bar and summary; Ray keeps its own logs in its log folder
-    (/tmp/ray/session_latest/logs). These are Ray's start-up notices and Ray Data's per-dataset INFO lines."""
-    for name in ("ray._private.authentication", "ray.data", "ray._private.worker", "ray.data._internal.progress"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # No dashboard for the embedded Ray: nothing to look at, and its agents outlive a killed driver.
+    init_ray(include_dashboard=False)
 
 
 def _fresh_dataset(cfg: LabelJobConfig, todo: list[InputItem]):
