@@ -55,6 +55,7 @@ USAGE_ERRORS = (
 )
 JOB_ERRORS = (
     ("pipeline.lease", "LeaseLostError"),
+    ("schemas.storage", "StorageLostError"),
     ("schemas.joint", "JointFormatError"),
     ("schemas.paths", "UnsafePathError"),
     ("PIL.Image", "DecompressionBombError"),

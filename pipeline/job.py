@@ -32,7 +32,7 @@ from pipeline.sources import InputItem, list_sources, shard_items
 from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage
 from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
 from schemas.record import Provenance
-from schemas.storage import StorageError, describe_failure
+from schemas.storage import StorageError, StorageLostError, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True, *, takeover: bool 
     except Exception as exc:
         line = _storage_failure_line(exc, cfg.output)
         if line is not None:
-            raise StorageError(line) from None
+            raise StorageLostError(line) from None
         raise
     finally:
         with contextlib.suppress(OSError):
@@ -350,17 +350,23 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[Provenance]:
 
 
 def _storage_failure_line(exc: BaseException, output: str) -> str | None:
-    """Storage that fails mid-run (unreachable, refused, full) -> one line; Ray wraps worker errors in text."""
+    """Storage that fails mid-run (unreachable, refused, full) -> one line. Ray wraps a worker's exception in
+    its RayTaskError / UserCodeException, whose text is the worker's traceback: take the StorageError's own
+    message when there is one, else recognise the store's error in the text."""
+    resume = "; the data written so far is safe: rerun the same command to resume"
+    store_error = re.compile(r"AWS Error|NETWORK_CONNECTION|curlCode|ACCESS_DENIED|google::cloud::Status")
+    for e in _chain(exc):
+        for err in (getattr(e, "cause", None), e):  # RayTaskError keeps the worker's exception as `cause`
+            if isinstance(err, StorageError) and type(err).__module__ == StorageError.__module__:
+                return str(err.args[0]) if err.args else str(err)
+            if isinstance(err, OSError) and type(err).__module__ == "builtins" and store_error.search(str(err)):
+                return describe_failure(output, err) + resume
     text = "\n".join(str(e) for e in _chain(exc))
     full = re.search(r"(no space left writing [^\n]+)", text)
     if full:
         return full.group(1)
-    if any(isinstance(e, StorageError) for e in _chain(exc)):
-        return None  # already one line
-    if re.search(r"AWS Error|NETWORK_CONNECTION|curlCode|ACCESS_DENIED|GCS error", text):
-        return describe_failure(output, exc if "AWS" in str(exc) else Exception(text)) + (
-            "; the data written so far is safe: rerun the same command to resume"
-        )
+    if store_error.search(text):
+        return describe_failure(output, Exception(store_error.search(text).group(0))) + resume
     return None
 
 
