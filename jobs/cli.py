@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--verbose", action="store_true", help="full traceback on failure (for bug reports)")
     args = cmd.parse_args(argv[1:])  # a usage error exits 2 with argparse's own line
     args.verbose = verbose
+    before = os.environ.get(RAY_LOGS_ENV)
     if verbose:
         os.environ[RAY_LOGS_ENV] = "1"  # pipeline/runtime.py then leaves Ray's own console output on
     try:
@@ -130,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"jodi {name}: {one_line(exc)}", file=sys.stderr)
         return code or 1
+    finally:
+        if before is None:
+            os.environ.pop(RAY_LOGS_ENV, None)  # main() is also called in-process (tests, jobs.label)
+        else:
+            os.environ[RAY_LOGS_ENV] = before
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ RAY_LINES = ("Token authentication", "core_worker.cc", "Starting execution", "Ex
 
 
 def _label(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "JODI_RAY_LOGS")}
     cmd = [sys.executable, "-m", "jobs.label", str(src), str(out), "-a", "canny", "--min-short-side", "32",
            "--target-short-side", "64", *extra]  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
