@@ -242,12 +242,13 @@ def test_rerun_after_a_killed_driver_gives_the_same_dataset(cluster, s3, corpus,
 
 
 def _wait_for_raylet(c: Cluster, storage: Storage, timeout: float = 300) -> int:
-    """The PID of the worker node's raylet (a child of its `ray start --block`), once labeling is under way."""
+    """The PID of the worker node's raylet (a child of its `ray start --block`), once labeling is under way: a
+    staging part or a shard marker written (staging parts live only until their shard is finalised)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         children = psutil.Process(c.worker.pid).children(recursive=True)
         raylets = [p.pid for p in children if p.name() == "raylet"]
-        if raylets and storage.list("_staging", ".parquet", recursive=True):
+        if raylets and (storage.list("_staging", ".parquet", recursive=True) or storage.list("_shards", ".done")):
             return raylets[0]
         if storage.exists("stats.json"):
             pytest.fail("the job finished before the worker node's raylet could be killed")
