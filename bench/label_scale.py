@@ -116,11 +116,11 @@ def main() -> None:
 
         server = S3Server(Path(tempfile.mkdtemp(prefix="bench-s3-"))).start()
         os.environ.update(server.env())
-    import ray
+    from pipeline.runtime import init_ray
 
     rows = []
     try:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+        init_ray(include_dashboard=False, _node_ip_address="127.0.0.1")
         with tempfile.TemporaryDirectory(prefix="label-scale-") as tmp:
             for n in sizes:
                 src = Path(tmp) / f"in{n}"

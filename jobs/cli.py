@@ -5,15 +5,18 @@
 Failing is part of the interface: a user's mistake is one line on stderr, `jodi <command>: <why>`,
 with exit code 2 (arguments, job file, input, resources, missing weights: the job could not start
 as asked) or 1 (the job ran and failed, or found bad data). `jodi --verbose ...` (or `--verbose`
-after the command) prints the full traceback instead, for bug reports.
+after the command) prints the full traceback instead, for bug reports, and lets Ray print its own logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
+
+from pipeline.runtime import VERBOSE_ENV as RAY_LOGS_ENV
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,6 +54,7 @@ USAGE_ERRORS = (
 )
 JOB_ERRORS = (
     ("pipeline.lease", "LeaseLostError"),
+    ("schemas.storage", "StorageLostError"),
     ("schemas.joint", "JointFormatError"),
     ("schemas.paths", "UnsafePathError"),
     ("PIL.Image", "DecompressionBombError"),
@@ -108,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--verbose", action="store_true", help="full traceback on failure (for bug reports)")
     args = cmd.parse_args(argv[1:])  # a usage error exits 2 with argparse's own line
     args.verbose = verbose
+    before = os.environ.get(RAY_LOGS_ENV)
+    if verbose:
+        os.environ[RAY_LOGS_ENV] = "1"  # pipeline/runtime.py then leaves Ray's own console output on
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"jodi {name}: {one_line(exc)}", file=sys.stderr)
         return code or 1
+    finally:
+        if before is None:
+            os.environ.pop(RAY_LOGS_ENV, None)  # main() is also called in-process (tests, jobs.label)
+        else:
+            os.environ[RAY_LOGS_ENV] = before
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 
@@ -43,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.label import summary
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
+    from pipeline.runtime import init_ray
 
     corpus = Path(args.output).parent / "demo_input"
     write_corpus(corpus)
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         shard_size=8,
         preview_rows=6,
     )
-    import ray
-
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = sys.stderr.isatty()
+    init_ray(include_dashboard=False)
     stats = run_label_job(cfg, progress=True)
     print(summary(output, stats))
     return 0

@@ -49,19 +49,16 @@ def _annotators(text: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ray
-
     from jobs.demo import write_corpus
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
+    from pipeline.runtime import init_ray
     from pipeline.split import split_joint
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    init_ray(include_dashboard=False)
 
     t = time.perf_counter()
     source = Path(args.input) if args.input else out / "input"

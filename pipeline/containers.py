@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from pipeline.decode import DecodeError, parse_caption
-from pipeline.input_fs import resolve
 from pipeline.sources import IMAGE_EXTENSIONS, tar_key
 from pipeline.stages import DecodeSpec, DecodeStage
+from schemas.storage import resolve
 
 ROWS_PER_BATCH = 16
 COLUMNS = ("source", "shard", "row", "data", "caption", "read_error", "read_detail")

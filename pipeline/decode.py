@@ -1,6 +1,6 @@
 """Read and decode one input: bytes -> id (md5) -> RGB uint8 at the target size, or a reason it failed.
 
-Pure functions over bytes plus one read through `pipeline.input_fs`, so every rule is
+Pure functions over bytes plus one read through `schemas.storage.resolve`, so every rule is
 testable on a hand-made file. Reasons are short classes (`empty_file`, `not_an_image`, ...)
 that end up in the errors table.
 """
@@ -38,7 +38,7 @@ MAX_CAPTION_BYTES = 64 * 1024
 
 
 def read_bytes(uri: str) -> bytes:
-    from pipeline.input_fs import resolve
+    from schemas.storage import resolve
 
     try:
         fs, path = resolve(uri)

@@ -28,12 +28,13 @@ from pipeline.inputs import decoded_dataset
 from pipeline.lease import Heartbeat, LeaseLostError, acquire, release
 from pipeline.preflight import check_annotators, stage_groups
 from pipeline.report import write_preview, write_stats
+from pipeline.runtime import init_ray
 from pipeline.shards import Finaliser, ShardTracker
 from pipeline.sources import InputItem, list_sources, shard_items
 from pipeline.stages import AnnotateStage, EncodeStage, RecordDecodeStage, WriteStage, run_stage
 from pipeline.writer import PART_PREFIX, OutputLayout, add_prefix
 from schemas.record import Provenance
-from schemas.storage import StorageError, describe_failure
+from schemas.storage import StorageError, StorageLostError, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def run_label_job(cfg: LabelJobConfig, progress: bool = True, *, takeover: bool 
     except Exception as exc:
         line = _storage_failure_line(exc, cfg.output)
         if line is not None:
-            raise StorageError(line) from None
+            raise StorageLostError(line) from None
         raise
     finally:
         with contextlib.suppress(OSError):
@@ -147,21 +148,8 @@ def _job_record(cfg: LabelJobConfig, names: list[str], previous: dict | None) ->
 
 
 def _ensure_ray() -> None:
-    import ray
-
-    _quiet_ray()
-    if not ray.is_initialized():
-        # Connects to RAY_ADDRESS when set (e.g. under `ray job submit`), else starts a local Ray in-process.
-        # No dashboard for the embedded Ray: nothing to look at, and its agents outlive a killed driver.
-        ray.init(configure_logging=False, log_to_driver=False, include_dashboard=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours is the one progress bar
-
-
-def _quiet_ray() -> None:
-    """The user's terminal shows our progress bar and summary; Ray keeps its own logs in its log folder
-    (/tmp/ray/session_latest/logs). These are Ray's start-up notices and Ray Data's per-dataset INFO lines."""
-    for name in ("ray._private.authentication", "ray.data", "ray._private.worker", "ray.data._internal.progress"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # No dashboard for the embedded Ray: nothing to look at, and its agents outlive a killed driver.
+    init_ray(include_dashboard=False)
 
 
 def _actors(lo: int, hi: int):
@@ -366,17 +354,23 @@ def _provenance(cfg: LabelJobConfig, names: list[str]) -> list[Provenance]:
 
 
 def _storage_failure_line(exc: BaseException, output: str) -> str | None:
-    """Storage that fails mid-run (unreachable, refused, full) -> one line; Ray wraps worker errors in text."""
+    """Storage that fails mid-run (unreachable, refused, full) -> one line. Ray wraps a worker's exception in
+    its RayTaskError / UserCodeException, whose text is the worker's traceback: take the StorageError's own
+    message when there is one, else recognise the store's error in the text."""
+    resume = "; the data written so far is safe: rerun the same command to resume"
+    store_error = re.compile(r"AWS Error|NETWORK_CONNECTION|curlCode|ACCESS_DENIED|google::cloud::Status")
+    for e in _chain(exc):
+        for err in (getattr(e, "cause", None), e):  # RayTaskError keeps the worker's exception as `cause`
+            if isinstance(err, StorageError) and type(err).__module__ == StorageError.__module__:
+                return str(err.args[0]) if err.args else str(err)
+            if isinstance(err, OSError) and type(err).__module__ == "builtins" and store_error.search(str(err)):
+                return describe_failure(output, err) + resume
     text = "\n".join(str(e) for e in _chain(exc))
     full = re.search(r"(no space left writing [^\n]+)", text)
     if full:
         return full.group(1)
-    if any(isinstance(e, StorageError) for e in _chain(exc)):
-        return None  # already one line
-    if re.search(r"AWS Error|NETWORK_CONNECTION|curlCode|ACCESS_DENIED|GCS error", text):
-        return describe_failure(output, exc if "AWS" in str(exc) else Exception(text)) + (
-            "; the data written so far is safe: rerun the same command to resume"
-        )
+    if store_error.search(text):
+        return describe_failure(output, Exception(store_error.search(text).group(0))) + resume
     return None
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from annotators.multi import label_domains
 from annotators.registry import canonical_name, resolve
 from pipeline.config import LabelJobConfig, StageResources
+from pipeline.runtime import init_ray
 
 # Ray reserves this share of a node's memory for its object store by default (ray_constants,
 # DEFAULT_OBJECT_STORE_MEMORY_PROPORTION); actors get the rest as the `memory` resource.
@@ -211,7 +212,7 @@ def offer_source() -> Callable[[], Offer]:
     if ray.is_initialized():
         return cluster_offer
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(configure_logging=False, log_to_driver=False)  # the job connects the same way
+        init_ray()  # the job connects the same way
         return cluster_offer
     return local_offer
 

@@ -16,7 +16,7 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pipeline.input_fs import resolve, split_uri, to_uri
+from schemas.storage import describe_failure, is_remote, resolve, split_uri, to_uri
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 CAPTION_EXTENSIONS = (".txt", ".json")  # sidecars: photo.txt, or photo.json with a `caption` field
@@ -59,6 +59,8 @@ def list_sources(uri: str, hf_split: str = "train") -> Sources:
             return _saved_dataset(fs, scheme, path, uri, hf_split)
         return _folder(fs, scheme, path, uri, hf_split)
     except (OSError, ImportError) as exc:  # unreachable store, missing credentials, no fsspec driver
+        if is_remote(uri) and isinstance(exc, OSError):  # the store's own words name what to set
+            raise InputError(f"cannot list input {describe_failure(uri, exc)}") from None
         raise InputError(f"cannot list input {uri!r}: {type(exc).__name__}: {exc}") from None
 
 

@@ -14,6 +14,8 @@ and renamed into place. Either way a reader sees a file whole or not at all.
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import io
 import os
 import posixpath
@@ -31,13 +33,38 @@ ROW_GROUP_SIZE = 100  # rows per Parquet row group: ~100 images keeps random acc
 CREDENTIAL_HINT = {
     "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), and AWS_ENDPOINT_URL "
     "for an S3-compatible store",
-    "gs": "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file",
+    "gs": "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file (or STORAGE_EMULATOR_HOST for "
+    "a GCS emulator)",
 }
+CREDENTIAL_HINT["gcs"] = CREDENTIAL_HINT["gs"]
+# Google Cloud Storage: how long the client retries a failing request before it gives up (pyarrow's
+# GcsFileSystem `retry_time_limit`; google-cloud-cpp's own default is 15 minutes, so an unreachable endpoint
+# or a missing credential would look like a hang instead of an error).
+GCS_RETRY_SECONDS = 15
+# Where Google's client libraries find credentials without GOOGLE_APPLICATION_CREDENTIALS: the gcloud ADC file,
+# and, on Google Compute Engine / GKE, the metadata server (google-auth detects GCE from this DMI product name).
+GCLOUD_ADC = os.path.join("~", ".config", "gcloud", "application_default_credentials.json")
+GCE_PRODUCT_NAME = "/sys/class/dmi/id/product_name"
 
 
 class StorageError(OSError):
     """A store that cannot be used: missing bucket, wrong endpoint, missing credential, full disk.
     The message is one line naming the URI and what to set or free."""
+
+
+class StorageLostError(OSError):
+    """The store failed while a job ran (unreachable, refused, full): one line naming the URI and saying that
+    the data written so far is safe and a rerun resumes. A failed run, not a usage error (exit 1, not 2)."""
+
+
+# Schemes pyarrow.fs.FileSystem.from_uri handles natively (pyarrow docs, "Filesystem Interface"); every
+# other scheme fsspec knows (hf:// through huggingface_hub's HfFileSystem, memory://) is wrapped.
+NATIVE = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+# The environment a native store's client reads its endpoint and credentials from: a digest of it is part of
+# the cache key (never the values themselves), so a process that changes them gets a fresh client.
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+               "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")  # fmt: skip
 
 
 def is_remote(uri: str) -> bool:
@@ -48,18 +75,82 @@ def scheme(uri: str) -> str:
     return str(uri).split("://", 1)[0] if is_remote(uri) else "file"
 
 
-def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's own file system for local, s3:// and gs:// URIs; fsspec's for every other scheme."""
-    if not is_remote(uri):
-        path = str(uri)[len("file://") :] if str(uri).startswith("file://") else str(uri)
-        return pafs.LocalFileSystem(), os.path.abspath(path)
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-        import fsspec
+def split_uri(uri: str) -> tuple[str, str]:
+    """Scheme and rest of a URI: s3://b/k -> ("s3", "b/k"); a plain or file:// path -> ("", absolute path)."""
+    head, sep, rest = str(uri).partition("://")
+    if not sep or head == "file":
+        return "", os.path.abspath(rest if sep else str(uri))
+    return head, rest
 
-        fs, path = fsspec.core.url_to_fs(uri)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+def to_uri(scheme_: str, path: str) -> str:
+    """Inverse of `resolve`: the URI a worker can reopen (local paths stay plain absolute paths)."""
+    return path if not scheme_ else f"{scheme_}://{path}"
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow FileSystem, path inside it) for any URI: the one place a URI becomes a file system.
+    pyarrow's own file systems for local, s3://, gs://, hdfs://...; fsspec's, wrapped, for every other scheme.
+    Clients are cached per store (and its environment), so a worker reading thousands of objects builds its
+    S3 client once."""
+    head, rest = split_uri(uri)
+    if not head:
+        return pafs.LocalFileSystem(), rest
+    env = hashlib.sha256("\0".join(os.environ.get(k, "") for k in _CLIENT_ENV).encode()).hexdigest()
+    if head in NATIVE:
+        authority = rest.split("/", 1)[0]
+        return _filesystem(head, authority, env), rest.rstrip("/") or authority
+    return _filesystem(head, "", env), _fsspec(head)._strip_protocol(uri)
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(head: str, authority: str, env: str) -> pafs.FileSystem:
+    if head in ("gs", "gcs"):
+        return _gcs_filesystem()
+    if head in NATIVE:
+        return pafs.FileSystem.from_uri(f"{head}://{authority}")[0]
+    return pafs.PyFileSystem(pafs.FSSpecHandler(_fsspec(head)))
+
+
+def _gcs_filesystem() -> pafs.FileSystem:
+    """pyarrow's GcsFileSystem with a bounded retry time; STORAGE_EMULATOR_HOST (the variable Google's client
+    libraries read for an emulator, e.g. fake-gcs-server) points it at another endpoint, anonymously."""
+    from datetime import timedelta
+
+    retry = timedelta(seconds=GCS_RETRY_SECONDS)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not emulator:
+        return pafs.GcsFileSystem(retry_time_limit=retry)
+    scheme_, _, host = emulator.rpartition("://")
+    return pafs.GcsFileSystem(anonymous=True, endpoint_override=host.rstrip("/"), scheme=scheme_ or "http",
+                              retry_time_limit=retry)  # fmt: skip
+
+
+def gcs_credentials_problem(uri: str) -> str | None:
+    """One line when a gs:// URI has no credentials Google's client could find (checked without any request:
+    the client would otherwise retry for GCS_RETRY_SECONDS first). Names variables and paths, never contents."""
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        return None
+    key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if key and not os.path.isfile(key):
+        return f"{uri}: GOOGLE_APPLICATION_CREDENTIALS names {key}, which is not a file"
+    if key:
+        return None
+    if os.path.isfile(os.path.expanduser(GCLOUD_ADC)):
+        return None
+    try:
+        with open(GCE_PRODUCT_NAME, encoding="utf-8") as f:
+            if "Google" in f.read():
+                return None  # the metadata server supplies the VM's service account
+    except OSError:
+        pass
+    return f"{uri}: no Google Cloud credentials found; {CREDENTIAL_HINT['gs']}"
+
+
+def _fsspec(head: str):
+    import fsspec
+
+    return fsspec.filesystem(head)
 
 
 class Storage:
@@ -67,7 +158,7 @@ class Storage:
 
     def __init__(self, uri: str | os.PathLike) -> None:
         self.uri = str(uri).rstrip("/") or "/"
-        self.fs, self.base = _resolve(self.uri)
+        self.fs, self.base = resolve(self.uri)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def __reduce__(self):  # Ray ships a Storage to workers: rebuild the file system there (its credentials too)
@@ -211,6 +302,7 @@ class Storage:
             except OSError as exc:
                 raise StorageError(f"output {self.uri} is not writable: {exc.strerror or exc}") from None
             return
+        self._check_credentials()
         bucket = self.base.split("/", 1)[0]
         probe = f".jodi-probe-{uuid.uuid4().hex[:8]}"
         try:
@@ -220,34 +312,41 @@ class Storage:
             self.delete(probe)
         except StorageError:
             raise
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:  # GCS reports a refused credential as ArrowInvalid
             raise StorageError(describe_failure(self.uri, exc)) from None
 
     def check_readable(self) -> None:
         """One line when the root cannot be read (missing, unreachable, refused)."""
+        self._check_credentials()
         try:
             if not self.exists(""):
                 raise StorageError(f"{self.uri} does not exist")
         except StorageError:
             raise
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise StorageError(describe_failure(self.uri, exc)) from None
+
+    def _check_credentials(self) -> None:
+        if scheme(self.uri) in ("gs", "gcs") and (line := gcs_credentials_problem(self.uri)) is not None:
+            raise StorageError(line)
 
 
 def describe_failure(uri: str, exc: BaseException) -> str:
     """An object-store exception -> one line naming the URI and what to set (never a credential value)."""
     text = str(exc)
-    hint = CREDENTIAL_HINT.get(scheme(uri), "check the URI and your credentials")
-    if "NETWORK_CONNECTION" in text or "Could not connect" in text or "curlCode" in text:
-        where = os.environ.get("AWS_ENDPOINT_URL") if scheme(uri) == "s3" else None
+    kind = scheme(uri)
+    hint = CREDENTIAL_HINT.get(kind, "check the URI and your credentials")
+    if "NETWORK_CONNECTION" in text or "Could not connect" in text or "curlCode" in text or "resolve host" in text:
+        variable = "STORAGE_EMULATOR_HOST" if kind in ("gs", "gcs") else "AWS_ENDPOINT_URL"
+        where = os.environ.get(variable) or ("storage.googleapis.com" if kind in ("gs", "gcs") else None)
         endpoint = f" at {where}" if where else ""
-        return f"{uri}: cannot reach the storage service{endpoint}; check AWS_ENDPOINT_URL / the network"
+        return f"{uri}: cannot reach the storage service{endpoint}; check {variable} / the network"
     if "ACCESS_DENIED" in text or "AccessDenied" in text or "InvalidAccessKeyId" in text or "403" in text:
         return f"{uri}: access denied; {hint}"
     if "NoSuchBucket" in text or "NO_SUCH_BUCKET" in text:
         return f"{uri}: bucket does not exist; create it first"
-    if "credential" in text.lower():
-        return f"{uri}: no credentials found; {hint}"
+    if "credential" in text.lower() or "access token" in text.lower():
+        return f"{uri}: credentials refused or unusable; {hint}"
     return f"{uri}: storage error ({text.splitlines()[0][:200]}); {hint}"
 
 

@@ -44,6 +44,7 @@ class S3Server:
         self.workdir = Path(workdir)
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.ports: dict[str, int] = {}  # master, volume, filer: kept, so a restart serves the same data
 
     @property
     def endpoint(self) -> str:
@@ -69,9 +70,11 @@ class S3Server:
                 }
             )
         )
-        self.port = _free_port()
-        # Every SeaweedFS component gets its own free port so parallel sessions never collide.
-        ports = {name: _free_port() for name in ("master", "volume", "filer")}
+        # Every SeaweedFS component gets its own free port so parallel sessions never collide. A restart
+        # (start after stop) reuses the ports and the data dir: the same store comes back.
+        self.port = self.port or _free_port()
+        self.ports = self.ports or {name: _free_port() for name in ("master", "volume", "filer")}
+        ports = self.ports
         cmd = [
             weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
@@ -80,7 +83,7 @@ class S3Server:
             # The Iceberg and Lance catalogs listen on fixed default ports (8181, 9101): two sessions would collide.
             "-s3.port.iceberg=0", "-s3.port.lance=0",
         ]  # fmt: skip
-        log = open(self.workdir / "weed.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / "weed.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)
         return self

@@ -1,6 +1,7 @@
 """A real two-node Ray cluster on loopback (`ray start --head` + `ray start --address`), jobs submitted with
 `ray job submit --working-dir .`, output in the real S3 server, and faults: kill -9 of an annotator actor's
-worker process (the job recovers by itself) and of the job's driver (the rerun finishes). Every run must
+worker process (the job recovers by itself), of the worker node's raylet (a fresh node replaces it; the job
+recovers or is stopped, and the rerun finishes) and of the job's driver (the rerun finishes). Every run must
 give the same dataset as an uninterrupted in-process run: same metadata lines, same ids, nothing lost."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,31 @@ def _stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # whatever of the node is still in its session
 
 
+@dataclass
+class Cluster:
+    """The running test cluster: the job server's address, the nodes' environment, Ray's temp dir, the head's
+    GCS port and the worker node's `ray start --block` process (replaced when a test restarts the node)."""
+
+    address: str
+    env: dict
+    temp: Path
+    port: int
+    head: subprocess.Popen
+    worker: subprocess.Popen | None = None
+
+
+def start_worker(c: Cluster) -> None:
+    """(Re)start the worker node (2 CPUs) with the same arguments, first stopping whatever is left of the old
+    one; the head then schedules on it as before."""
+    if c.worker is not None:
+        _stop(c.worker)
+    c.worker = _node(
+        [f"--address=127.0.0.1:{c.port}", "--num-cpus=2", f"--dashboard-agent-listen-port={free_port()}",
+         f"--min-worker-port={30000 + c.port % 1000 * 10}", f"--max-worker-port={30000 + c.port % 1000 * 10 + 200}"],
+        c.env, c.temp,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def cluster(s3):
     """Head (1 CPU) + one worker node (2 CPUs), each a `ray start --block` in its own session, so the test can
@@ -93,16 +121,13 @@ def cluster(s3):
     else:
         _stop(head)
         pytest.fail("the Ray head's job server did not come up")
-    worker = _node(
-        [f"--address=127.0.0.1:{port}", "--num-cpus=2", f"--dashboard-agent-listen-port={free_port()}",
-         f"--min-worker-port={30000 + port % 1000 * 10}", f"--max-worker-port={30000 + port % 1000 * 10 + 200}"],
-        env, temp,
-    )  # fmt: skip
-    yield address, env, temp
+    c = Cluster(address, env, temp, port, head)
+    start_worker(c)
+    yield c
     for pid in _cluster_pids(temp, "jobs.label"):  # a job left behind by a failed test: the driver has its own session
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    _stop(worker)
+    _stop(c.worker)
     _stop(head)
     shutil.rmtree(temp, ignore_errors=True)
 
@@ -134,9 +159,12 @@ def dataset(storage: Storage) -> dict:
     return {"lines": lines, "ids": sorted(data.column("id").to_pylist()), "sources": sorted(sources)}
 
 
-def submit(address: str, env: dict, out: str, corpus: Path, wait: bool = True) -> subprocess.CompletedProcess:
+def submit(
+    address: str, env: dict, out: str, corpus: Path, wait: bool = True, job_id: str | None = None
+) -> subprocess.CompletedProcess:
     cmd = [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT)]
     cmd += [] if wait else ["--no-wait"]
+    cmd += [f"--submission-id={job_id}"] if job_id else []
     cmd += ["--", "python", "-m", "jobs.label", str(corpus), out, *ARGS]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
 
@@ -182,7 +210,7 @@ def _wait_for_actor_pids(address: str, needle: str, storage: Storage, timeout: f
 
 
 def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
-    address, env, temp = cluster
+    address, env = cluster.address, cluster.env
     out = f"s3://{s3.new_bucket()}/labels"
     storage = Storage(out)
     assert submit(address, env, out, corpus, wait=False).returncode == 0
@@ -199,7 +227,7 @@ def test_job_survives_a_killed_annotator_worker(cluster, s3, corpus, reference):
 
 
 def test_rerun_after_a_killed_driver_gives_the_same_dataset(cluster, s3, corpus, reference):
-    address, env, temp = cluster
+    address, env, temp = cluster.address, cluster.env, cluster.temp
     out = f"s3://{s3.new_bucket()}/labels"
     storage = Storage(out)
     assert submit(address, env, out, corpus, wait=False).returncode == 0
@@ -214,4 +242,55 @@ def test_rerun_after_a_killed_driver_gives_the_same_dataset(cluster, s3, corpus,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"labeled {len(reference['ids'])} of {N_IMAGES} inputs" in done.stdout
     assert dataset(storage) == reference
+    assert not storage.list("_staging", recursive=True) and not storage.exists("_lease.json")
+
+
+def _wait_for_raylet(c: Cluster, storage: Storage, timeout: float = 300) -> int:
+    """The PID of the worker node's raylet (a child of its `ray start --block`), once labeling is under way: a
+    staging part or a shard marker written (staging parts live only until their shard is finalised)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        children = psutil.Process(c.worker.pid).children(recursive=True)
+        raylets = [p.pid for p in children if p.name() == "raylet"]
+        if raylets and (storage.list("_staging", ".parquet", recursive=True) or storage.list("_shards", ".done")):
+            return raylets[0]
+        if storage.exists("stats.json"):
+            pytest.fail("the job finished before the worker node's raylet could be killed")
+        time.sleep(0.1)
+    pytest.fail("no raylet found on the worker node")
+
+
+def _wait_while_progressing(address: str, job_id: str, storage: Storage, quiet_for: float = 45) -> bool:
+    """Wait while the job makes progress (new staging parts or shard markers); True once it has ended
+    (finished, failed or stopped), False when nothing changed for `quiet_for` seconds: it hangs."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    seen, since = None, time.time()
+    while time.time() - since < quiet_for:
+        if client.get_job_status(job_id).is_terminal():
+            return True
+        now = (len(storage.list("_staging", recursive=True)), len(storage.list("_shards", ".done")))
+        if now != seen:
+            seen, since = now, time.time()
+        time.sleep(1)
+    return False
+
+
+def test_rerun_after_a_killed_worker_raylet_gives_the_same_dataset(cluster, s3, corpus, reference):
+    out = f"s3://{s3.new_bucket()}/labels"
+    storage = Storage(out)
+    job_id = f"raylet-kill-{uuid.uuid4().hex[:8]}"
+    assert submit(cluster.address, cluster.env, out, corpus, wait=False, job_id=job_id).returncode == 0
+    raylet = _wait_for_raylet(cluster, storage)
+    os.kill(raylet, signal.SIGKILL)  # the whole node goes: its workers, its object store, its staged blocks
+    start_worker(cluster)  # a fresh node in its place, as a cluster's autoscaler would bring one
+    # The job may recover by itself on the new node, or fail, or hang on its lost objects: stop it if it hangs.
+    if not _wait_while_progressing(cluster.address, job_id, storage):
+        stop = [RAY, "job", "stop", "--address", cluster.address, job_id]
+        subprocess.run(stop, env=cluster.env, capture_output=True, text=True, timeout=120)
+    done = submit(cluster.address, cluster.env, out, corpus)  # finished shards are skipped, the rest resumes
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"labeled {len(reference['ids'])} of {N_IMAGES} inputs" in done.stdout
+    assert dataset(storage) == reference  # 0 lost, 0 duplicated
     assert not storage.list("_staging", recursive=True) and not storage.exists("_lease.json")
