@@ -107,11 +107,13 @@ def scale_to_cluster(requests: dict[str, int], cluster_memory: float) -> dict[st
 
 def configure_data_context(ctx) -> None:
     """Ray Data settings for the label job; `ctx` is `ray.data.DataContext.get_current()`."""
+    from pipeline.runtime import ray_logs_shown
+
     # The job shows one progress bar of its own and a summary; Ray's per-operator bars and
-    # "Starting execution of Dataset" banners are noise on the user's terminal.
+    # "Starting execution of Dataset" banners are noise on the user's terminal (`--verbose` shows them).
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
-    ctx.print_on_execution_start = False
+    ctx.print_on_execution_start = ray_logs_shown()
     # Labels are images too: a batch of 8 Joint images with 7 float labels is ~300 MB. Blocks larger
     # than Ray's 128 MiB default are split on output anyway; allowing 256 MiB avoids splitting
     # each model batch into several objects (each put/get costs a round trip on a small machine).
