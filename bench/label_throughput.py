@@ -168,7 +168,7 @@ def bench_pipeline(names, images, workdir: Path, dtype: str = "auto") -> dict:
     for n in names:
         RANDOM_CHECKPOINTS[n](workdir / f"{n}_pipe_base", full_size=True)
     short = min(images[0].shape[:2])
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False, _node_ip_address="127.0.0.1")
 
     def ours(corpus=src):
         cfg = LabelJobConfig(
@@ -229,6 +229,8 @@ def bench_efficiency(n: int, short_side: int, workdir: Path, annotator: str = "c
     from pipeline.config import LabelJobConfig
     from pipeline.job import run_label_job
 
+    # Ray first: on a loaded machine its start can time out, and then the corpus is not written for nothing.
+    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     src = workdir / "small"
     src.mkdir(exist_ok=True)
     photos = real_images(8, short_side)
@@ -247,7 +249,6 @@ def bench_efficiency(n: int, short_side: int, workdir: Path, annotator: str = "c
 
     handler = Catch(level=logging.WARNING)
     logging.getLogger("ray.data").addHandler(handler)
-    ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         out = workdir / "efficiency"
         cfg = LabelJobConfig(
