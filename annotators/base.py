@@ -68,6 +68,10 @@ class Annotator:
     resize_back: ClassVar[str] = "bilinear"
     # Number of output channels of `forward` (1 for HxW labels, 3 for HxWx3).
     out_channels: ClassVar[int] = 1
+    # On CPU, the most working-size pixels in one `forward` call (None: `max_batch` images). A
+    # convolution stack that is compute-bound on CPU gains nothing from a batch there, and a batch's
+    # activations outgrow the cache (docs/benchmarks.md, "the three annotators below 1.0x").
+    cpu_batch_pixels: ClassVar[int | None] = None
 
     def __init__(self, config: AnnotatorConfig, device: str = "cpu") -> None:
         self.config = config
@@ -113,8 +117,11 @@ class Annotator:
         for i, img in enumerate(images):
             groups[working_size(img.shape[:2], self.config.resolution, self.config.multiple_of)].append(i)
         for size, idx in groups.items():
-            for start in range(0, len(idx), self.config.max_batch):
-                yield size, idx[start : start + self.config.max_batch]
+            step = self.config.max_batch
+            if self.cpu_batch_pixels and str(self.device).startswith("cpu"):
+                step = max(1, min(step, self.cpu_batch_pixels // (size[0] * size[1])))
+            for start in range(0, len(idx), step):
+                yield size, idx[start : start + step]
 
     def _autocast(self):
         import contextlib

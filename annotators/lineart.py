@@ -49,10 +49,15 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
         label = _PRESET_OF_FILE.get(config.filename, "informative_drawings")  # names the preset in errors
         net.load_state_dict(annotators_checkpoint(label, config, config.filename))
         self.net = net.eval().to(device)
+        # On CPU one 512x512 image per call: 3 images at 512x768 took 28.3 CPU s as one batch and 22.8 s
+        # one by one (docs/benchmarks.md); small images still share a call.
+        self.cpu_batch_pixels = 512 * 512
 
     def forward(self, x):
         # RGB in [0, 1] in (LineartDetector); the sigmoid output is paper white = 1, ink = 0.
-        return 1.0 - self.net(x)
+        # Contiguous, not channels_last: its instance norms copy to contiguous anyway, and the
+        # generator ran 10% faster so on CPU (20.6 vs 22.8 CPU s, docs/benchmarks.md).
+        return 1.0 - self.net(x.contiguous())
 
     def quantize(self, label: np.ndarray) -> np.ndarray:
         # LineartDetector truncates the paper-white map to uint8, then inverts it (255 - x).

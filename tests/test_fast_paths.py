@@ -80,3 +80,13 @@ def test_bf16_labels_stay_within_bf16_rounding_of_the_reference(lineart, mixed_i
         # bf16 keeps 8 mantissa bits (relative rounding 2^-8 per op); labels in [0, 1] stay within a few %.
         assert np.abs(a - b).mean() < 0.02
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
+
+
+def test_cpu_pixel_budget_splits_batches_without_changing_labels(lineart, mixed_images, monkeypatch):
+    """A CPU pixel budget of one working-size image runs each image alone; labels equal the batched path's."""
+    batched = lineart.annotate(mixed_images)
+    assert [len(chunk) for _, chunk in lineart.batches(mixed_images)] == [2, 1]
+    monkeypatch.setattr(lineart, "cpu_batch_pixels", 48 * 64)
+    assert [len(chunk) for _, chunk in lineart.batches(mixed_images)] == [1, 1, 1]
+    for a, b in zip(lineart.annotate(mixed_images), batched, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
