@@ -179,6 +179,8 @@ def _stream(
     args = {g[0]: _annotate_args(cfg, g, plans, cluster_cpus, len(groups)) for g in groups}
     first = groups[0][0]
     fuse = not args[first].get("num_gpus") and _vllm_config(cfg, groups[0]) is None
+    if fuse:  # decode runs in these actors too: reserve its measured footprint with the model's
+        args[first]["memory"] += plans["decode"].memory
     ds = source(args[first] if fuse else {"num_cpus": 1, "memory": plans["decode"].memory})
     for group in groups:
         vllm = _vllm_config(cfg, group)
@@ -254,14 +256,23 @@ def _model_unavailable_line(exc: BaseException) -> str | None:
 
 def _annotate_args(cfg: LabelJobConfig, group: list[str], plans: dict, cluster_cpus: float, n_groups: int) -> dict:
     """Ray remote args of an annotator group's actors: the job config's resources, else an automatic CPU
-    share (one CPU left for encode/write, the rest split between the annotator stages) and the measured
-    memory footprint."""
+    share (one CPU left for the encode + write tasks, the rest split between the annotator stages, at most
+    one node's CPUs: an actor lives on one node, and the pool grows across nodes) and the measured memory
+    footprint."""
     res = cfg.resources_for(group[0])
-    cpus = res.num_cpus if res.num_cpus is not None else max(0.25, (cluster_cpus - 1) / n_groups)
+    cpus = res.num_cpus
+    if cpus is None:
+        cpus = max(0.25, min((cluster_cpus - 1) / n_groups, _largest_node_cpus()))
     args = {"num_cpus": cpus, "memory": res.memory or plans[group[0]].memory}
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus
     return args
+
+
+def _largest_node_cpus() -> float:
+    import ray
+
+    return max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=1.0)
 
 
 def _vllm_config(cfg: LabelJobConfig, group: list[str]):
