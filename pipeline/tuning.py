@@ -122,7 +122,7 @@ def configure_data_context(ctx) -> None:
 
 def plan_stages(cfg, groups: list[list[str]], cluster_memory: float) -> dict[str, StagePlan]:
     """Batch size and memory of every stage of a job: annotator groups (keyed by their first name),
-    "encode" and "write"; `cluster_memory` is Ray's `memory` resource (bytes) of the cluster."""
+    "decode", "encode" and "write"; `cluster_memory` is Ray's `memory` resource (bytes) of the cluster."""
     from annotators.base import NumpyAnnotator
     from annotators.registry import resolve
 
@@ -131,6 +131,7 @@ def plan_stages(cfg, groups: list[list[str]], cluster_memory: float) -> dict[str
     for group in groups:
         weights_free = all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
         plans[group[0]] = annotate_stage(group, cfg.resources_for(group[0]).batch_size, short, weights_free)
-    plans["encode"], plans["write"] = light_stage("encode", short), light_stage("write", short)
+    for stage in ("decode", "encode", "write"):
+        plans[stage] = light_stage(stage, short)
     memory = scale_to_cluster({k: p.memory for k, p in plans.items()}, cluster_memory)
     return {k: StagePlan(p.batch_size, memory[k]) for k, p in plans.items()}
