@@ -282,7 +282,7 @@ def test_pickled_checkpoint_is_refused_in_one_line(pickled_checkpoint, tmp_path)
 
 
 def test_annotator_and_jodi_loaders_refuse_a_pickled_checkpoint(pickled_checkpoint, tmp_path, capsys):
-    from annotators.edge import load_torch_checkpoint
+    from annotators.loading import load_torch_checkpoint
 
     with pytest.raises(UnsafeCheckpointError):
         load_torch_checkpoint("pidinet", str(pickled_checkpoint.parent), pickled_checkpoint.name, None)
