@@ -15,14 +15,6 @@ from jodi.model import build_model
 from jodi.roles import CONDITION, GENERATE
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     """A tiny random Jodi saved as the 'released checkpoint' the adapter goes onto."""

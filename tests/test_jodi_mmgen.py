@@ -20,14 +20,6 @@ TINY = MMGEN_PRESETS["mmgen_tiny"]
 CLASSES = dataclasses.replace(TINY, num_classes=5, fusion="concat")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(seed=0, b=2, d=8):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, d, 32, 4, 6, generator=g)

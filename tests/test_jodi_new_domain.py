@@ -22,14 +22,6 @@ from schemas.encoding import decode_log_depth, encode_label, encode_log_depth, l
 from tests.builders import RANDOM_CHECKPOINTS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_log_depth_round_trip_and_dispatch():
     depth = np.array([[0.1, 1.0], [10.0, 100.0]])
     stored = encode_log_depth(depth)

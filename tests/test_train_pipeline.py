@@ -27,15 +27,6 @@ from jodi.train.ckpt import build_initial_model
 from schemas.domains import ALL_DOMAINS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Two OpenMP threads on 2 oversubscribed cores spin-wait: a tiny step takes seconds instead of ~40 ms."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def labeled(ray_local, sample_images, tmp_path_factory) -> Path:
     from pipeline.config import LabelJobConfig
