@@ -310,11 +310,12 @@ class WriteStage:
         n = len(batch["source"])
         domains = [d for d in STORED_DOMAINS if f"file_{d}" in batch]
         by_shard: dict[int, dict[str, list]] = {}
+        joint: list[tuple[str, dict[str, bytes]]] = []
         for i in range(n):
             rid, err = str(batch["id"][i]), str(batch["error"][i])
             files = {d: bytes(batch[f"file_{d}"][i]) for d in domains}
             if not err and self.write_joint:
-                self.layout.write_joint_files(rid, {"image": bytes(batch["file_image"][i]), **files})
+                joint.append((rid, {"image": bytes(batch["file_image"][i]), **files}))
             rows = by_shard.setdefault(int(batch["shard"][i]), {})
             values = {
                 "source": str(batch["source"][i]),
@@ -331,6 +332,7 @@ class WriteStage:
             }
             for k, v in values.items():
                 rows.setdefault(k, []).append(v)
+        self.layout.write_joint_files(joint)
         # Parts land after the files they describe: a staged input always has its Joint files.
         for shard, rows in by_shard.items():
             self.layout.write_staging_part(shard, rows, self.prefix)

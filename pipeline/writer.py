@@ -142,11 +142,12 @@ class OutputLayout:
         self.storage.write_table(rel, table)
         return rel
 
-    def write_joint_files(self, rid: str, files: dict[str, bytes]) -> None:
-        """A record's Joint files; names come from the md5 id, so rewriting one is idempotent."""
-        for domain, data in files.items():
-            if data:
-                self.storage.put(relative_path(domain, rid), data)
+    def write_joint_files(self, records: list[tuple[str, dict[str, bytes]]]) -> None:
+        """Records' Joint files, (id, {domain: bytes}) each; names come from the md5 id, so rewriting one is
+        idempotent. One `put_many`, so an object store receives a whole batch's files concurrently."""
+        self.storage.put_many(
+            [(relative_path(domain, rid), data) for rid, files in records for domain, data in files.items() if data]
+        )
 
     def write_metadata(self, shards: list[int]) -> int:
         """metadata.jsonl = the shards' pieces in shard order, streamed (constant memory); returns lines."""

@@ -29,6 +29,10 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 ROW_GROUP_SIZE = 100  # rows per Parquet row group: ~100 images keeps random access cheap (Hub convention)
+# Concurrent PUTs of one `put_many` on an object store. A small object's PUT is one round trip, so a writer
+# putting a batch's Joint files one by one waits on latency, not bandwidth; 16 in flight stays under the AWS
+# SDK's default connection pool (25, `ClientConfiguration::maxConnections`, which pyarrow's S3 client keeps).
+REMOTE_PUT_THREADS = 16
 # What to set for each scheme when the store cannot be reached or refuses us (one line per failure).
 CREDENTIAL_HINT = {
     "s3": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile), and AWS_ENDPOINT_URL "
@@ -229,6 +233,20 @@ class Storage:
             else:
                 with self.fs.open_output_stream(self.path(rel)) as f:  # one PUT: atomic per object
                     f.write(data)
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> None:
+        """Several whole files; on an object store their PUTs run concurrently (each still one atomic PUT).
+        Returns once every file is stored; the first failure is raised after the others have settled."""
+        if self.local or len(items) < 2:
+            for rel, data in items:
+                self.put(rel, data)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(REMOTE_PUT_THREADS, len(items))) as pool:
+            futures = [pool.submit(self.put, rel, data) for rel, data in items]
+        for future in futures:
+            future.result()
 
     def put_text(self, rel: str, text: str) -> None:
         self.put(rel, text.encode("utf-8"))

@@ -97,6 +97,18 @@ def test_a_second_job_on_a_leased_output_is_refused_in_one_line(s3):
     check_owner(storage, other.owner)
 
 
+def test_put_many_stores_every_object_concurrently_and_raises_a_failure_after_the_rest(s3, monkeypatch):
+    storage = Storage(f"s3://{s3.new_bucket()}/many")
+    items = [(f"image/{i:03d}.jpg", bytes([i]) * (i + 1)) for i in range(40)]
+    storage.put_many(items)
+    assert storage.list("image") == [rel for rel, _ in items]
+    assert all(storage.get(rel) == data for rel, data in items)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")  # every PUT is refused: the failure reaches the caller
+    refused = Storage(f"s3://{s3.new_bucket()}/many")
+    with pytest.raises(OSError, match="(?i)access.?denied|signature"):
+        refused.put_many(items[:5])
+
+
 def test_storage_problems_fail_before_any_work_in_one_line(s3, corpus, monkeypatch, ray_local):
     secret = s3.env()["AWS_SECRET_ACCESS_KEY"]
     missing = "s3://no-such-bucket-jodi/out"
