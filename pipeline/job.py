@@ -37,6 +37,8 @@ from schemas.record import Provenance
 from schemas.storage import StorageError, StorageLostError, describe_failure
 
 log = logging.getLogger(__name__)
+# CPUs of one fused encode + write task: it spends about half its time waiting on storage.
+ENCODE_WRITE_CPUS = 0.5
 
 
 class JobConfigError(ValueError):
@@ -200,7 +202,7 @@ def _stream(
     # Encode and write share one task (same resources => fused): a batch's file bytes go straight to
     # storage from the process that encoded them. Tasks spread over every node, so writing scales with
     # the cluster; part names are content hashes, so a retried task overwrites its own objects.
-    light = {"num_cpus": 0.5, "memory": max(plans["encode"].memory, plans["write"].memory)}
+    light = {"num_cpus": ENCODE_WRITE_CPUS, "memory": max(plans["encode"].memory, plans["write"].memory)}
     encode = {"domains": domains, "jpeg_quality": cfg.jpeg_quality, "source_caption_key": cfg.caption_key}
     ds = ds.map_batches(
         run_stage,
@@ -256,13 +258,21 @@ def _model_unavailable_line(exc: BaseException) -> str | None:
 
 def _annotate_args(cfg: LabelJobConfig, group: list[str], plans: dict, cluster_cpus: float, n_groups: int) -> dict:
     """Ray remote args of an annotator group's actors: the job config's resources, else an automatic CPU
-    share (one CPU left for the encode + write tasks, the rest split between the annotator stages, at most
-    one node's CPUs: an actor lives on one node, and the pool grows across nodes) and the measured memory
-    footprint."""
+    share (the rest split between the annotator stages, at most one node's CPUs: an actor lives on one
+    node, and the pool grows across nodes) and the measured memory footprint.
+
+    What is left for the fused encode + write tasks (0.5 CPU each) depends on the models: a compute-bound
+    model stage gets all but one task's half CPU, so on 2 cores its torch runs 2 threads like a per-image
+    loop's (with a whole CPU kept back it ran 1); a weights-free group (canny, decode fused in) costs about
+    what encoding its output does, so two encode + write tasks keep a whole CPU."""
     res = cfg.resources_for(group[0])
     cpus = res.num_cpus
     if cpus is None:
-        cpus = max(0.25, min((cluster_cpus - 1) / n_groups, _largest_node_cpus()))
+        from annotators.base import NumpyAnnotator
+
+        weights_free = all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
+        kept = ENCODE_WRITE_CPUS * (2 if weights_free else 1)
+        cpus = max(0.25, min((cluster_cpus - kept) / n_groups, _largest_node_cpus()))
     args = {"num_cpus": cpus, "memory": res.memory or plans[group[0]].memory}
     if res.num_gpus:
         args["num_gpus"] = res.num_gpus

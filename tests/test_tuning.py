@@ -39,6 +39,21 @@ def test_stage_plans_fit_the_cluster_and_colocated_models_add_up():
     assert small["pidinet"].memory > small["canny"].memory
 
 
+def test_a_model_stage_gets_the_cores_a_loop_would_and_a_weights_free_one_leaves_two_writers(ray_local):
+    from pipeline.job import ENCODE_WRITE_CPUS, _annotate_args
+
+    cfg = LabelJobConfig(input="x", output="y", annotators=("canny", "pidinet"))
+    plans = tuning.plan_stages(cfg, [["canny"], ["pidinet"]], cluster_memory=64 * 2**30)
+    hed = _annotate_args(cfg, ["pidinet"], plans, cluster_cpus=2.0, n_groups=1)
+    assert hed["num_cpus"] == 2.0 - ENCODE_WRITE_CPUS  # 1.5 CPUs: torch runs round(1.5) = 2 threads
+    assert hed["memory"] == plans["pidinet"].memory
+    assert _annotate_args(cfg, ["canny"], plans, cluster_cpus=2.0, n_groups=1)["num_cpus"] == 1.0
+    assert _annotate_args(cfg, ["pidinet"], plans, cluster_cpus=3.0, n_groups=2)["num_cpus"] == 1.25
+    assert _annotate_args(cfg, ["pidinet"], plans, cluster_cpus=64.0, n_groups=1)["num_cpus"] == 2.0  # one node's
+    pinned = dataclasses.replace(cfg, resources={"pidinet": StageResources(num_cpus=0.5)})
+    assert _annotate_args(pinned, ["pidinet"], plans, cluster_cpus=2.0, n_groups=1)["num_cpus"] == 0.5
+
+
 def test_data_context_keeps_the_terminal_ours():
     import ray.data
 
