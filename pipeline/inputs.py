@@ -19,6 +19,14 @@ from pipeline.stages import DecodeSpec, DecodeStage, run_stage
 # Rows of one Parquet read unit: a few row groups (datasets writes 100-row groups for image datasets),
 # small enough to spread one big file over many workers.
 PARQUET_UNIT_ROWS = 256
+# Input rows per block of plain files (the unit Ray Data hands to a decode task or actor): 64, so a big
+# corpus is not split into one block per 8 images (10k images: 1,250 blocks, each with its own task, ref
+# and metadata in the driver; with 64 rows the driver's memory grows less and 10k images label faster,
+# docs/benchmarks.md "Label job at scale"), but at least BLOCKS_PER_CPU blocks per cluster CPU while
+# blocks of FILE_BLOCK_ROWS_MIN rows allow it, so a small job still spreads over every actor.
+FILE_BLOCK_ROWS = 64
+FILE_BLOCK_ROWS_MIN = 8
+BLOCKS_PER_CPU = 4
 
 
 def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem], remote_args: dict):
@@ -35,7 +43,8 @@ def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem], remote_args: dic
     units = read_units_of(todo)
     if units is None:
         rows = [{"source": it.source, "shard": it.shard, "row": it.row, "caption_uri": it.caption_uri} for it in todo]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), math.ceil(len(rows) / 8))))
+        blocks = file_blocks(len(rows), ray.cluster_resources().get("CPU", 1.0))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         stage, kwargs, batch_size = DecodeStage, {"spec": spec}, 8
     else:
         from pipeline.containers import ContainerDecodeStage
@@ -50,6 +59,13 @@ def decoded_dataset(cfg: LabelJobConfig, todo: list[InputItem], remote_args: dic
         batch_format="numpy",
         **remote_args,
     )
+
+
+def file_blocks(n: int, cpus: float) -> int:
+    """Blocks for n plain-file rows: FILE_BLOCK_ROWS each, more (down to FILE_BLOCK_ROWS_MIN rows) on a big cluster."""
+    few = math.ceil(n / FILE_BLOCK_ROWS)
+    most = math.ceil(n / FILE_BLOCK_ROWS_MIN)
+    return max(1, min(most, max(few, int(BLOCKS_PER_CPU * cpus))))
 
 
 def read_units_of(todo: list[InputItem]) -> list[dict] | None:

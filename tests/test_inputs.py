@@ -177,3 +177,13 @@ def test_bad_input_lists_fail_in_one_line_before_any_work(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and message in err[0], err
         assert not (tmp_path / "out").exists()
+
+
+def test_plain_files_go_in_blocks_of_64_unless_the_cluster_needs_more():
+    from pipeline.inputs import file_blocks
+
+    assert file_blocks(10_000, cpus=2) == 157  # 64 rows a block, not 1,250 blocks of 8
+    assert file_blocks(1_600_000, cpus=512) == 25_000
+    assert file_blocks(64, cpus=2) == 8  # a small job: 4 blocks per CPU, of 8 rows at least
+    assert file_blocks(100, cpus=64) == 13  # many CPUs: as many 8-row blocks as there are
+    assert file_blocks(3, cpus=2) == 1 and file_blocks(0, cpus=2) == 1
