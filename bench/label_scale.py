@@ -78,19 +78,15 @@ def written_files(uri: str) -> list:
     return [i for i in infos if i.type == pafs.FileType.File]
 
 
-def written_bytes(uri: str) -> int:
-    return sum(i.size or 0 for i in written_files(uri))
-
-
 def run_one(src: Path, out: str, n: int) -> dict:
     import pipeline.job as job
     from pipeline.config import LabelJobConfig
 
-    labeled: list[tuple[float, int]] = []  # (when, rows) of every batch that left the writers
+    last_labeled = [0.0]
     original = job.Finaliser.observe
 
-    def observe(self, batch):
-        labeled.append((time.perf_counter(), len(batch["source"])))
+    def observe(self, batch):  # the moment the last image leaves the writers
+        last_labeled[0] = time.perf_counter()
         return original(self, batch)
 
     job.Finaliser.observe = observe
@@ -104,15 +100,15 @@ def run_one(src: Path, out: str, n: int) -> dict:
             wall = end - t0
     finally:
         job.Finaliser.observe = original
-    last = labeled[-1][0]
+    files = written_files(out)
     return {
         "images": n,
         "wall_s": wall,
         "images_per_s": n / wall,
         "driver_peak_rss_mb": rss.peak / 1e6,
-        "tail_s": end - last,
-        "bytes_per_image": written_bytes(out) / n,
-        "objects": len(written_files(out)),
+        "tail_s": end - last_labeled[0],
+        "bytes_per_image": sum(i.size or 0 for i in files) / n,
+        "objects": len(files),
     }
 
 
@@ -220,7 +216,10 @@ def main() -> None:
                 print(f"{w}: peak RSS {lo}->{hi}: {b['driver_peak_rss_mb'] / a['driver_peak_rss_mb']:.2f}x; "
                       f"time per image {hi} vs {lo}: {(b['wall_s'] / hi) / (a['wall_s'] / lo):.2f}x")  # fmt: skip
     if ceiling:
-        print(f"S3 server alone: {ceiling:.0f} small-object PUTs/s with 16 in flight (its ceiling on this machine)")
+        from schemas.storage import REMOTE_PUT_THREADS
+
+        print(f"S3 server alone: {ceiling:.0f} small-object PUTs/s with {REMOTE_PUT_THREADS} in flight "
+              "(its ceiling on this machine)")  # fmt: skip
     for n in sizes:
         if ("s3", n) in by:
             s3, local = by[("s3", n)], by[("local", n)]
@@ -228,6 +227,7 @@ def main() -> None:
             print(f"{n} images: S3 output time / local output time = {s3['wall_s'] / local['wall_s']:.2f}x; "
                   f"the server's floor for {s3['objects']} objects is {floor:.1f} s = "
                   f"{floor / local['wall_s']:.2f}x local")  # fmt: skip
+
 
 if __name__ == "__main__":
     main()

@@ -268,10 +268,7 @@ def _annotate_args(cfg: LabelJobConfig, group: list[str], plans: dict, cluster_c
     res = cfg.resources_for(group[0])
     cpus = res.num_cpus
     if cpus is None:
-        from annotators.base import NumpyAnnotator
-
-        weights_free = all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
-        kept = ENCODE_WRITE_CPUS * (2 if weights_free else 1)
+        kept = ENCODE_WRITE_CPUS * (2 if tuning.is_weights_free(group) else 1)
         cpus = max(0.25, min((cluster_cpus - kept) / n_groups, _largest_node_cpus()))
     args = {"num_cpus": cpus, "memory": res.memory or plans[group[0]].memory}
     if res.num_gpus:

@@ -120,17 +120,22 @@ def configure_data_context(ctx) -> None:
     ctx.target_max_block_size = 256 * MiB
 
 
-def plan_stages(cfg, groups: list[list[str]], cluster_memory: float) -> dict[str, StagePlan]:
-    """Batch size and memory of every stage of a job: annotator groups (keyed by their first name),
-    "decode", "encode" and "write"; `cluster_memory` is Ray's `memory` resource (bytes) of the cluster."""
+def is_weights_free(group: list[str]) -> bool:
+    """True when every annotator of the group is an OpenCV filter (no model weights, no torch stack)."""
     from annotators.base import NumpyAnnotator
     from annotators.registry import resolve
 
+    return all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
+
+
+def plan_stages(cfg, groups: list[list[str]], cluster_memory: float) -> dict[str, StagePlan]:
+    """Batch size and memory of every stage of a job: annotator groups (keyed by their first name),
+    "decode", "encode" and "write"; `cluster_memory` is Ray's `memory` resource (bytes) of the cluster."""
     short = cfg.target_short_side
     plans = {}
     for group in groups:
-        weights_free = all(issubclass(resolve(n)[0], NumpyAnnotator) for n in group)
-        plans[group[0]] = annotate_stage(group, cfg.resources_for(group[0]).batch_size, short, weights_free)
+        batch_size = cfg.resources_for(group[0]).batch_size
+        plans[group[0]] = annotate_stage(group, batch_size, short, is_weights_free(group))
     for stage in ("decode", "encode", "write"):
         plans[stage] = light_stage(stage, short)
     memory = scale_to_cluster({k: p.memory for k, p in plans.items()}, cluster_memory)
