@@ -72,6 +72,11 @@ class Annotator:
     # convolution stack that is compute-bound on CPU gains nothing from a batch there, and a batch's
     # activations outgrow the cache (docs/benchmarks.md, "the three annotators below 1.0x").
     cpu_batch_pixels: ClassVar[int | None] = None
+    # On CPU, label the images of a call concurrently, one intra-op thread each, instead of one
+    # batch at a time on every thread. Set where it measured faster: a model whose kernels scale
+    # badly across threads (small convolutions, norms, upsampling) keeps every core busier this
+    # way; one made of large convolutions gains nothing (docs/benchmarks.md, "images in parallel").
+    cpu_image_parallel: ClassVar[bool] = False
 
     def __init__(self, config: AnnotatorConfig, device: str = "cpu") -> None:
         self.config = config
@@ -100,14 +105,26 @@ class Annotator:
         import torch
 
         out: list[np.ndarray | None] = [None] * len(images)
-        with torch.inference_mode(), self._autocast():
-            for size, chunk in self.batches(images):
-                x = self._to_tensor([images[i] for i in chunk], size)
-                y = self.forward(x)
-                for j, i in enumerate(chunk):
-                    h, w = images[i].shape[:2]
-                    out[i] = self.postprocess(self._back_to_numpy(y[j : j + 1], (h, w)))
+        work = list(self.batches(images))
+        threads = torch.get_num_threads()
+        if self.cpu_image_parallel and torch.device(self.device).type == "cpu" and threads > 1 and len(images) > 1:
+            # One image per task, largest first (so the last tasks are short and no thread idles long).
+            tasks = sorted(((size, [i]) for size, chunk in work for i in chunk), key=lambda t: -t[0][0] * t[0][1])
+            _in_threads(lambda task: self._label(images, *task, out), tasks, threads)
+        else:
+            for size, chunk in work:
+                self._label(images, size, chunk, out)
         return out
+
+    def _label(self, images: Sequence[np.ndarray], size: tuple[int, int], chunk: list[int], out: list) -> None:
+        """Run one same-size batch (`chunk`, indices into `images`) at `size` and store its labels in `out`."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():  # both are thread-local: entered by whoever runs this
+            y = self.forward(self._to_tensor([images[i] for i in chunk], size))
+            for j, i in enumerate(chunk):
+                h, w = images[i].shape[:2]
+                out[i] = self.postprocess(self._back_to_numpy(y[j : j + 1], (h, w)))
 
     def batches(self, images: Sequence[np.ndarray]) -> Iterator[tuple[tuple[int, int], list[int]]]:
         """Validate the inputs, then yield (working size, input indices): same-size groups of at most `max_batch`."""
@@ -226,6 +243,27 @@ def working_size(hw: tuple[int, int], short_side: int, multiple_of: int) -> tupl
         h, w = h * scale, w * scale
     m = max(1, multiple_of)
     return max(m, int(math.floor(h / m + 0.5)) * m), max(m, int(math.floor(w / m + 0.5)) * m)
+
+
+def _in_threads(fn, tasks: list, threads: int) -> None:
+    """fn(task) for every task on `threads` threads, each with one torch intra-op thread; the caller's
+    thread count is restored afterwards. torch releases the GIL inside its kernels, so the threads'
+    kernels run on separate cores; the first exception is raised here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    def one(task):
+        # Per thread for OpenMP (the pool's threads); MKL's count is process-wide, so it is restored below.
+        torch.set_num_threads(1)
+        fn(task)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(threads, len(tasks)), thread_name_prefix="annotate") as pool:
+            for result in [pool.submit(one, t) for t in tasks]:
+                result.result()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _resize(x, size: tuple[int, int]):

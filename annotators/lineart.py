@@ -41,6 +41,8 @@ class InformativeDrawings(ControlNetAuxParity, Annotator):
     """Photo -> line drawing (controlnet_aux `lineart.Generator`, instance norm, so batching is exact)."""
 
     domain = "lineart"
+    # 8 photos at 512 px, 2 CPU threads: 17.4 s one image at a time, 15.7 s two at once (docs/benchmarks.md).
+    cpu_image_parallel = True
 
     def __init__(self, config: InformativeDrawingsConfig, device: str = "cpu") -> None:
         super().__init__(config, device)

@@ -148,6 +148,9 @@ def task_tokens(tokenizer, text: str, length: int):
 class UperNetSegmenter(_ADESegmenter):
     """UperNet (transformers UperNetForSemanticSegmentation): per-pixel logits at the input size."""
 
+    # 8 photos at 512 px, 2 CPU threads: 40.4 s one image at a time, 33.4 s two at once (docs/benchmarks.md).
+    cpu_image_parallel = True
+
     def __init__(self, config: SegConfig, device: str = "cpu") -> None:
         super().__init__(config, device)
         from transformers import UperNetForSemanticSegmentation
@@ -155,7 +158,13 @@ class UperNetSegmenter(_ADESegmenter):
         self.model = self._load(UperNetForSemanticSegmentation)
 
     def forward(self, x):
-        return self.model(pixel_values=self._normalise(x)).logits
+        # UperNetForSemanticSegmentation.forward minus what inference throws away: it also runs the
+        # auxiliary FCN head (a training loss) and upsamples both heads' 150 class maps to the working
+        # size, which `_back_to_numpy` would resample again to the image's size. Here the main head's
+        # scores (1/4 of the working size) are resized once, straight to the image's size, as mmseg's
+        # own whole-image inference does (`resize(seg_logits, ori_shape)`).
+        features = self.model.backbone(self._normalise(x)).feature_maps
+        return self.model.decode_head(features)
 
 
 # ----- presets ------------------------------------------------------------------------------------

@@ -80,6 +80,31 @@ def test_same_result_as_the_hub_processor(name, annotators, images):
         assert (ours == ade150_to_12(ref.numpy())).mean() > 0.99
 
 
+def test_upernet_runs_the_main_head_only_and_resizes_its_scores_once(annotators, images):
+    """UperNet's forward is the model's main head before transformers upsamples it: resized to the
+    working size it is the model's own logits. The auxiliary head (a training loss) never runs."""
+    import torch
+    import torch.nn.functional as F
+
+    annotator = annotators("upernet_ade20k")
+    assert annotator.model.auxiliary_head is not None  # the real config has one: skipping it is the point
+    calls = []
+    hook = annotator.model.auxiliary_head.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        side = annotator.config.resolution
+        x = annotator._to_tensor([images[0]], (side, side))
+        with torch.inference_mode():
+            scores = annotator.forward(x)
+            assert not calls
+            logits = annotator.model(pixel_values=annotator._normalise(x)).logits
+        assert calls  # transformers' forward does run it
+    finally:
+        hook.remove()
+    assert scores.shape[-2:] == (side // 4, side // 4) and logits.shape[-2:] == (side, side)
+    resized = F.interpolate(scores, size=(side, side), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resized, logits, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["depth_anything_v2_small", "oneformer_ade20k"])
 def test_encoded_labels_have_joint_properties(name, annotators, images, joint_example):
     annotator = annotators(name)

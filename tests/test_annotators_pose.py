@@ -120,6 +120,25 @@ def test_normalbae_flip_x_negates_only_x(annotators, normals, small_images):
     np.testing.assert_allclose(flipped[..., 1:], unflipped[..., 1:], atol=1e-5)
 
 
+@pytest.mark.parametrize("memory_format", ["contiguous_format", "channels_last"])
+def test_normalbae_refine_equals_the_decoder(annotators, small_images, memory_format):
+    """`refine` (first layer before the upsampling, 1x1 Conv2d heads) gives controlnet_aux's
+    Decoder.forward(mode="test") full-resolution output, on a batch of two real photos."""
+    import torch
+
+    from annotators.normal_bae import refine
+
+    model = annotators["normalbae"]
+    x = model._to_tensor(small_images[1:], (64, 96)).contiguous(memory_format=getattr(torch, memory_format))
+    with torch.inference_mode():
+        features = model.model.encoder(model.normalize(x))
+        reference = model.model.decoder(features)[0][-1]
+        ours = refine(model.model.decoder, features)
+    assert ours.shape == reference.shape == (2, 4, 64, 96)
+    torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(reference[0], reference[1])  # two different photos, two different maps
+
+
 def test_normalbae_matches_controlnet_aux_detector(weights, annotators):
     """The baseline runs, and on the same input at the working size our label (unflipped) equals
     NormalBaeDetector's map up to uint8 rounding: same network, same normalisation, no resizing."""

@@ -90,3 +90,57 @@ def test_cpu_pixel_budget_splits_batches_without_changing_labels(lineart, mixed_
     assert [len(chunk) for _, chunk in lineart.batches(mixed_images)] == [1, 1, 1]
     for a, b in zip(lineart.annotate(mixed_images), batched, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.fixture
+def two_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_images_in_parallel_give_the_serial_labels(lineart, mixed_images, monkeypatch, two_threads):
+    """`cpu_image_parallel`: each image runs on its own pool thread with one torch thread; the labels
+    are the serial path's, and the caller's thread count is back afterwards."""
+    import threading
+
+    import torch
+
+    assert type(lineart).cpu_image_parallel
+    seen = []
+    forward = lineart.forward
+
+    def recording(x):
+        seen.append((threading.current_thread().name, torch.get_num_threads(), x.shape[0]))
+        return forward(x)
+
+    monkeypatch.setattr(lineart, "forward", recording)
+    parallel = lineart.annotate(mixed_images)
+    assert torch.get_num_threads() == 2
+    assert len(seen) == 3 and all(name.startswith("annotate") and n == 1 and b == 1 for name, n, b in seen)
+    monkeypatch.setattr(lineart, "cpu_image_parallel", False)
+    seen.clear()
+    serial = lineart.annotate(mixed_images)
+    assert [b for _, _, b in seen] == [2, 1] and all(not name.startswith("annotate") for name, _, _ in seen)
+    for a, b in zip(parallel, serial, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_failure_in_a_parallel_image_reaches_the_caller(lineart, mixed_images, monkeypatch, two_threads):
+    import torch
+
+    forward = lineart.forward
+
+    def failing(x):
+        if x.shape[-2:] == (64, 48):
+            raise RuntimeError("out of memory in one image")
+        return forward(x)
+
+    monkeypatch.setattr(lineart, "forward", failing)
+    with pytest.raises(RuntimeError, match="out of memory in one image"):
+        lineart.annotate(mixed_images)
+    assert torch.get_num_threads() == 2
