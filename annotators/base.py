@@ -8,7 +8,8 @@ Inputs may have different sizes; each label comes back at its input's own size
 The base class does, once for every annotator: resize to the model's working
 resolution keeping aspect, group same-size inputs into real batches, device and
 dtype placement, autocast on GPU, `torch.inference_mode()`, channels_last on
-CPU, and resizing the output back. A subclass writes only `forward()` (a batched
+CPU (and, for models that gain from it, a call's images side by side on threads),
+and resizing the output back. A subclass writes only `forward()` (a batched
 tensor call), or overrides `annotate()` when its model is not a tensor program
 (OpenCV, a detector that renders skeletons).
 """
@@ -246,20 +247,24 @@ def working_size(hw: tuple[int, int], short_side: int, multiple_of: int) -> tupl
 
 
 def _in_threads(fn, tasks: list, threads: int) -> None:
-    """fn(task) for every task on `threads` threads, each with one torch intra-op thread; the caller's
-    thread count is restored afterwards. torch releases the GIL inside its kernels, so the threads'
-    kernels run on separate cores; the first exception is raised here."""
+    """fn(task) for every task on up to `threads` pool threads that share the caller's `threads` torch
+    intra-op threads (one each when there are at least as many tasks); the caller's count is restored
+    afterwards. torch releases the GIL inside its kernels, so the pool threads' kernels run on separate
+    cores; the first exception is raised here."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
+    workers = min(threads, len(tasks))
+    share = max(1, threads // workers)  # 8 images on 16 threads: 8 at once with 2 threads each
+
     def one(task):
         # Per thread for OpenMP (the pool's threads); MKL's count is process-wide, so it is restored below.
-        torch.set_num_threads(1)
+        torch.set_num_threads(share)
         fn(task)
 
     try:
-        with ThreadPoolExecutor(max_workers=min(threads, len(tasks)), thread_name_prefix="annotate") as pool:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="annotate") as pool:
             for result in [pool.submit(one, t) for t in tasks]:
                 result.result()
     finally:

@@ -144,3 +144,20 @@ def test_a_failure_in_a_parallel_image_reaches_the_caller(lineart, mixed_images,
     with pytest.raises(RuntimeError, match="out of memory in one image"):
         lineart.annotate(mixed_images)
     assert torch.get_num_threads() == 2
+
+
+def test_fewer_images_than_threads_share_the_threads(lineart, mixed_images, monkeypatch):
+    """Two images on four torch threads: two pool threads with two torch threads each, none left idle."""
+    import torch
+
+    before = torch.get_num_threads()
+    counts = []
+    forward = lineart.forward
+    monkeypatch.setattr(lineart, "forward", lambda x: (counts.append(torch.get_num_threads()), forward(x))[1])
+    torch.set_num_threads(4)
+    try:
+        labels = lineart.annotate(mixed_images[:2])
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+    assert counts == [2, 2] and len(labels) == 2
