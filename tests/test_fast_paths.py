@@ -93,22 +93,23 @@ def test_cpu_pixel_budget_splits_batches_without_changing_labels(lineart, mixed_
 
 
 @pytest.fixture
-def two_threads():
+def torch_threads():
+    """`torch.set_num_threads` for the test; the previous count is restored afterwards."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
+    yield torch.set_num_threads
     torch.set_num_threads(before)
 
 
-def test_images_in_parallel_give_the_serial_labels(lineart, mixed_images, monkeypatch, two_threads):
+def test_images_in_parallel_give_the_serial_labels(lineart, mixed_images, monkeypatch, torch_threads):
     """`cpu_image_parallel`: each image runs on its own pool thread with one torch thread; the labels
     are the serial path's, and the caller's thread count is back afterwards."""
     import threading
 
     import torch
 
+    torch_threads(2)
     assert type(lineart).cpu_image_parallel
     seen = []
     forward = lineart.forward
@@ -130,9 +131,10 @@ def test_images_in_parallel_give_the_serial_labels(lineart, mixed_images, monkey
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_a_failure_in_a_parallel_image_reaches_the_caller(lineart, mixed_images, monkeypatch, two_threads):
+def test_a_failure_in_a_parallel_image_reaches_the_caller(lineart, mixed_images, monkeypatch, torch_threads):
     import torch
 
+    torch_threads(2)
     forward = lineart.forward
 
     def failing(x):
@@ -146,18 +148,14 @@ def test_a_failure_in_a_parallel_image_reaches_the_caller(lineart, mixed_images,
     assert torch.get_num_threads() == 2
 
 
-def test_fewer_images_than_threads_share_the_threads(lineart, mixed_images, monkeypatch):
+def test_fewer_images_than_threads_share_the_threads(lineart, mixed_images, monkeypatch, torch_threads):
     """Two images on four torch threads: two pool threads with two torch threads each, none left idle."""
     import torch
 
-    before = torch.get_num_threads()
     counts = []
     forward = lineart.forward
     monkeypatch.setattr(lineart, "forward", lambda x: (counts.append(torch.get_num_threads()), forward(x))[1])
-    torch.set_num_threads(4)
-    try:
-        labels = lineart.annotate(mixed_images[:2])
-        assert torch.get_num_threads() == 4
-    finally:
-        torch.set_num_threads(before)
+    torch_threads(4)
+    labels = lineart.annotate(mixed_images[:2])
+    assert torch.get_num_threads() == 4
     assert counts == [2, 2] and len(labels) == 2
